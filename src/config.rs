@@ -1,0 +1,187 @@
+//! Command line and environment: every setting is a flag with an `AGG_*` fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::http::HttpLimits;
+use crate::ingest::{IngestSettings, WhenFull};
+use crate::store::Durability;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_QUEUE_CAPACITY: usize = 20_000;
+pub const DEFAULT_BATCH_MAX_EVENTS: usize = 2_000;
+pub const DEFAULT_BATCH_LINGER_MS: u64 = 1;
+pub const DEFAULT_CACHE_KEYS: usize = 100_000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1_000;
+pub const DEFAULT_ENQUEUE_TIMEOUT_MS: u64 = 1_000;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "uts-aggregator",
+    version,
+    about = "Exactly-once event aggregator over HTTP"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `serve`, which also runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve(Config),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the service. `Parser` as well as `Args`, so tests can build one from defaults.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "uts-aggregator")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "AGG_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Directory of the partition databases; created if missing.
+    #[arg(long, env = "AGG_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Number of partitions [default: number of CPUs]. Fixed at the first start of a data
+    /// dir; a later start with a different value fails.
+    #[arg(long, env = "AGG_PARTITIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub partitions: Option<u16>,
+
+    /// Require `Authorization: Bearer <token>` on POST /publish and GET /events. Unset = no auth.
+    #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Events each partition queue holds before publishes wait (then get 503).
+    #[arg(long, env = "AGG_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
+
+    /// Events per commit, at most (a request's events are never split, so one commit can
+    /// exceed this by one request).
+    #[arg(long, env = "AGG_BATCH_MAX_EVENTS", default_value_t = DEFAULT_BATCH_MAX_EVENTS)]
+    pub batch_max_events: usize,
+
+    /// How long a worker waits for more events before committing a partial batch, in ms.
+    #[arg(long, env = "AGG_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER_MS)]
+    pub batch_linger_ms: u64,
+
+    /// Recently committed keys each partition remembers to answer duplicates without a
+    /// database probe; 0 disables the cache.
+    #[arg(long, env = "AGG_CACHE_KEYS", default_value_t = DEFAULT_CACHE_KEYS)]
+    pub cache_keys: usize,
+
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "AGG_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one publish request, max-batch (more: 413).
+    #[arg(long, env = "AGG_MAX_EVENTS_PER_REQUEST", default_value_t = DEFAULT_MAX_EVENTS_PER_REQUEST)]
+    pub max_events_per_request: usize,
+
+    /// How long a publish waits for queue space before 503, in ms.
+    #[arg(long, env = "AGG_ENQUEUE_TIMEOUT_MS", default_value_t = DEFAULT_ENQUEUE_TIMEOUT_MS)]
+    pub enqueue_timeout_ms: u64,
+
+    /// `process`: an acknowledged event survives a crash of the service (kill -9).
+    /// `power`: it also survives power loss (fsync on every commit; slower).
+    #[arg(long, env = "AGG_DURABILITY", value_enum, default_value_t = Durability::Process)]
+    pub durability: Durability,
+
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM/SIGINT, how long to wait for in-flight requests and queued commits, in s.
+    #[arg(long, env = "AGG_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+    #[error(
+        "--queue-capacity ({queue}) must be at least --max-events-per-request ({request}), \
+         or a full-size request could never be enqueued"
+    )]
+    QueueSmallerThanRequest { queue: usize, request: usize },
+    #[error("--queue-capacity must be at most {max}")]
+    QueueTooLarge { max: usize },
+}
+
+impl Config {
+    /// Settings as if given no flags (environment still applies): the test default.
+    pub fn from_defaults() -> Self {
+        Self::parse_from(["uts-aggregator"])
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("queue-capacity", self.queue_capacity),
+            ("batch-max-events", self.batch_max_events),
+            ("max-body-bytes", self.max_body_bytes),
+            ("max-events-per-request", self.max_events_per_request),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.queue_capacity < self.max_events_per_request {
+            return Err(ConfigError::QueueSmallerThanRequest {
+                queue: self.queue_capacity,
+                request: self.max_events_per_request,
+            });
+        }
+        // tokio's semaphore holds at most usize::MAX >> 3 permits; far above any sane value.
+        let max = u32::MAX as usize;
+        if self.queue_capacity > max {
+            return Err(ConfigError::QueueTooLarge { max });
+        }
+        Ok(())
+    }
+
+    pub fn ingest_settings(&self) -> IngestSettings {
+        IngestSettings {
+            queue_capacity: self.queue_capacity,
+            batch_max_events: self.batch_max_events,
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
+            cache_keys_per_partition: self.cache_keys,
+            durability: self.durability,
+            when_full: WhenFull::Reject {
+                after: Duration::from_millis(self.enqueue_timeout_ms),
+            },
+        }
+    }
+
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_events_per_request: self.max_events_per_request,
+            retry_after_secs: self.enqueue_timeout_ms.div_ceil(1000).max(1),
+        }
+    }
+
+    /// The partition count for a new data dir when `--partitions` is unset.
+    pub fn default_partitions() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+}

@@ -1,0 +1,369 @@
+//! The event and the parsing + validation of a `POST /publish` body.
+//!
+//! Pure and synchronous: bytes in, `Vec<Event>` or a [`RequestError`] out. A request is
+//! validated whole before anything is enqueued (guarantee 4), so every bad event of a request
+//! is reported at once, by index and field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Longest `topic`, `event_id` and `source`, in bytes.
+pub const MAX_FIELD_BYTES: usize = 255;
+/// Deepest allowed `payload` nesting; the payload object itself is level 1.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+/// serde_json refuses input nested 128 levels deep; anything nested deeper than this is
+/// rejected by our own scan before serde sees it, so the answer is a 422, not a parse error.
+const PRE_SCAN_DEPTH_LIMIT: usize = 100;
+
+/// One validated event. `payload` keeps the publisher's JSON text, so it is stored and
+/// returned losslessly without being re-serialised.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub topic: String,
+    pub event_id: String,
+    pub timestamp: String,
+    pub source: String,
+    pub payload: Box<RawValue>,
+}
+
+/// One schema violation: which event (by index in the request) and which field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub index: usize,
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Why a publish body was refused. Each variant maps to one status code in `http::error`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400: not UTF-8 or not JSON.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// 400: JSON of the wrong shape.
+    #[error("{0}")]
+    WrongShape(String),
+    /// 413: more events than max-batch.
+    #[error("request holds {count} events; the limit is {max}")]
+    TooManyEvents { count: usize, max: usize },
+    /// 422: one or more events break the schema.
+    #[error("invalid event")]
+    Invalid(Vec<FieldError>),
+}
+
+/// Every field as raw JSON, so a wrong type becomes a named field error instead of an
+/// anonymous serde message. Unknown fields are ignored by serde's default.
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    topic: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Parses and validates a publish body holding one event object or an array of
+/// 1..=`max_events` event objects.
+pub fn parse_publish_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, RequestError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RequestError::NotJson(format!("body is not UTF-8: {e}")))?;
+    let is_array = match text.trim_start().as_bytes().first() {
+        Some(b'[') => true,
+        Some(b'{') => false,
+        _ => {
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map_err(|e| RequestError::NotJson(e.to_string()))?;
+            return Err(RequestError::WrongShape(
+                "expected an event object or an array of event objects".into(),
+            ));
+        }
+    };
+    let base_depth = usize::from(is_array);
+    if let Some(index) = first_element_deeper_than(text, base_depth + PRE_SCAN_DEPTH_LIMIT) {
+        return Err(RequestError::Invalid(vec![depth_error(index)]));
+    }
+    let elements: Vec<&RawValue> = if is_array {
+        serde_json::from_str(text).map_err(|e| RequestError::NotJson(e.to_string()))?
+    } else {
+        vec![serde_json::from_str(text).map_err(|e| RequestError::NotJson(e.to_string()))?]
+    };
+    if elements.is_empty() {
+        return Err(RequestError::WrongShape("the event array is empty".into()));
+    }
+    if elements.len() > max_events {
+        return Err(RequestError::TooManyEvents {
+            count: elements.len(),
+            max: max_events,
+        });
+    }
+    if let Some(index) = elements.iter().position(|e| !e.get().starts_with('{')) {
+        return Err(RequestError::WrongShape(format!(
+            "array element {index} is not an event object"
+        )));
+    }
+
+    let mut events = Vec::with_capacity(elements.len());
+    let mut errors = Vec::new();
+    for (index, raw) in elements.into_iter().enumerate() {
+        match validate_event(index, raw) {
+            Ok(event) => events.push(event),
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(RequestError::Invalid(errors))
+    }
+}
+
+fn validate_event(index: usize, raw: &RawValue) -> Result<Event, Vec<FieldError>> {
+    let wire: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        vec![FieldError {
+            index,
+            field: "event",
+            message: e.to_string(),
+        }]
+    })?;
+    let mut errors = Vec::new();
+    let mut error = |field, message: String| {
+        errors.push(FieldError {
+            index,
+            field,
+            message,
+        })
+    };
+
+    let topic = bounded_string(wire.topic, 1)
+        .map_err(|m| error("topic", m))
+        .ok();
+    let event_id = bounded_string(wire.event_id, 1)
+        .map_err(|m| error("event_id", m))
+        .ok();
+    let source = bounded_string(wire.source, 0)
+        .map_err(|m| error("source", m))
+        .ok();
+    let timestamp = timestamp(wire.timestamp)
+        .map_err(|m| error("timestamp", m))
+        .ok();
+    let payload = payload(wire.payload).map_err(|m| error("payload", m)).ok();
+
+    match (topic, event_id, timestamp, source, payload) {
+        (Some(topic), Some(event_id), Some(timestamp), Some(source), Some(payload)) => Ok(Event {
+            topic,
+            event_id,
+            timestamp,
+            source,
+            payload,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn required_string(raw: Option<&RawValue>) -> Result<String, String> {
+    let raw = raw.ok_or_else(|| "is required".to_string())?;
+    serde_json::from_str::<String>(raw.get()).map_err(|_| "must be a string".to_string())
+}
+
+fn bounded_string(raw: Option<&RawValue>, min_bytes: usize) -> Result<String, String> {
+    let value = required_string(raw)?;
+    if value.len() < min_bytes || value.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "must be {min_bytes}..={MAX_FIELD_BYTES} bytes long, got {}",
+            value.len()
+        ));
+    }
+    Ok(value)
+}
+
+fn timestamp(raw: Option<&RawValue>) -> Result<String, String> {
+    let value = required_string(raw)?;
+    chrono::DateTime::parse_from_rfc3339(&value)
+        .map_err(|e| format!("must be an RFC 3339 date-time such as 2025-10-24T00:00:00Z: {e}"))?;
+    Ok(value)
+}
+
+fn payload(raw: Option<&RawValue>) -> Result<Box<RawValue>, String> {
+    let raw = raw.ok_or_else(|| "is required".to_string())?;
+    if !raw.get().starts_with('{') {
+        return Err("must be a JSON object".into());
+    }
+    if first_element_deeper_than(raw.get(), MAX_PAYLOAD_DEPTH).is_some() {
+        return Err(format!("is nested deeper than {MAX_PAYLOAD_DEPTH} levels"));
+    }
+    Ok(raw.to_owned())
+}
+
+fn depth_error(index: usize) -> FieldError {
+    FieldError {
+        index,
+        field: "payload",
+        message: format!("is nested deeper than {MAX_PAYLOAD_DEPTH} levels"),
+    }
+}
+
+/// Scans JSON text for brackets outside strings. Returns the index of the first top-level
+/// array element (0 when the text is a single value) whose nesting exceeds `max_depth`,
+/// counting the outermost bracket as level 1. Does not validate the JSON; serde does that.
+pub(crate) fn first_element_deeper_than(text: &str, max_depth: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut index = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let top_is_array = text.trim_start().starts_with('[');
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Some(index);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if top_is_array && depth == 1 => index += 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_json(topic: &str, id: &str) -> String {
+        format!(
+            r#"{{"topic":"{topic}","event_id":"{id}","timestamp":"2025-10-24T00:00:00Z","source":"s","payload":{{"k":[1,2]}}}}"#
+        )
+    }
+
+    #[test]
+    fn single_object_and_array_both_parse() {
+        let one = parse_publish_body(event_json("t", "1").as_bytes(), 10).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].payload.get(), r#"{"k":[1,2]}"#);
+        let body = format!("[{},{}]", event_json("t", "1"), event_json("u", "2"));
+        let many = parse_publish_body(body.as_bytes(), 10).unwrap();
+        assert_eq!(many[1].topic, "u");
+    }
+
+    #[test]
+    fn shape_errors_are_400_kinds() {
+        assert!(matches!(
+            parse_publish_body(b"{nope", 10),
+            Err(RequestError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_publish_body(&[0xff, 0xfe], 10),
+            Err(RequestError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_publish_body(b"42", 10),
+            Err(RequestError::WrongShape(_))
+        ));
+        assert!(matches!(
+            parse_publish_body(b"[]", 10),
+            Err(RequestError::WrongShape(_))
+        ));
+        let body = format!("[{},3]", event_json("t", "1"));
+        assert_eq!(
+            parse_publish_body(body.as_bytes(), 10).unwrap_err(),
+            RequestError::WrongShape("array element 1 is not an event object".into())
+        );
+    }
+
+    #[test]
+    fn too_many_events_is_reported_with_counts() {
+        let body = format!("[{},{}]", event_json("t", "1"), event_json("t", "2"));
+        assert_eq!(
+            parse_publish_body(body.as_bytes(), 1).unwrap_err(),
+            RequestError::TooManyEvents { count: 2, max: 1 }
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named_with_its_index() {
+        let body = format!(
+            r#"[{}, {{"topic":"","event_id":7,"timestamp":"yesterday","payload":[]}}]"#,
+            event_json("t", "1")
+        );
+        let Err(RequestError::Invalid(errors)) = parse_publish_body(body.as_bytes(), 10) else {
+            panic!("expected 422");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| (e.index, e.field)).collect();
+        assert_eq!(
+            fields,
+            [
+                (1, "topic"),
+                (1, "event_id"),
+                (1, "source"),
+                (1, "timestamp"),
+                (1, "payload")
+            ]
+        );
+    }
+
+    #[test]
+    fn field_length_limits_are_bytes_inclusive() {
+        let ok = "x".repeat(MAX_FIELD_BYTES);
+        assert!(parse_publish_body(event_json(&ok, &ok).as_bytes(), 1).is_ok());
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        let Err(RequestError::Invalid(e)) =
+            parse_publish_body(event_json(&long, "1").as_bytes(), 1)
+        else {
+            panic!("expected 422");
+        };
+        assert_eq!(e[0].field, "topic");
+    }
+
+    fn nested_payload(depth: usize) -> String {
+        let inner = format!("{}{}", r#"{"a":"#.repeat(depth - 1), "{}");
+        format!(
+            r#"{{"topic":"t","event_id":"1","timestamp":"2025-10-24T00:00:00Z","source":"","payload":{inner}{}}}"#,
+            "}".repeat(depth - 1)
+        )
+    }
+
+    #[test]
+    fn payload_depth_limit_is_64_and_deeper_is_422_even_past_serde_limit() {
+        assert!(parse_publish_body(nested_payload(64).as_bytes(), 1).is_ok());
+        for depth in [65, 127, 5000] {
+            let Err(RequestError::Invalid(e)) =
+                parse_publish_body(format!("[{}]", nested_payload(depth)).as_bytes(), 1)
+            else {
+                panic!("depth {depth} must be 422");
+            };
+            assert_eq!((e[0].index, e[0].field), (0, "payload"));
+        }
+    }
+
+    #[test]
+    fn depth_scan_ignores_brackets_inside_strings_and_counts_elements() {
+        assert_eq!(first_element_deeper_than(r#"{"a":"[[[[\"[["}"#, 1), None);
+        assert_eq!(first_element_deeper_than(r#"[{}, {"a":{}}]"#, 2), Some(1));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_empty_source_is_allowed() {
+        let body = r#"{"topic":"t","event_id":"1","timestamp":"2025-10-24T07:00:00+07:00","source":"","payload":{},"extra":1}"#;
+        assert_eq!(
+            parse_publish_body(body.as_bytes(), 1).unwrap()[0].source,
+            ""
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! `ApiError`: every error the API answers, each with its status code and a JSON body
+//! `{"error": "...", ...}`. 4xx bodies say exactly what was wrong; 5xx bodies stay generic
+//! and the cause goes to the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::event::{FieldError, RequestError};
+use crate::ingest::IngestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: body not JSON / wrong shape, or a bad query parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: an API token is configured and the request did not carry it.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// 404: no such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// 413: body over the byte limit or more events than max-batch.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: `POST /publish` without `Content-Type: application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: one or more events break the schema; nothing of the request was stored.
+    #[error("invalid event")]
+    InvalidEvents(Vec<FieldError>),
+    /// 503 + `Retry-After`: queues stayed full for the whole enqueue timeout.
+    #[error("overloaded: partition queues are full, retry later")]
+    Overloaded { retry_after_secs: u64 },
+    /// 503 + `Retry-After`: the service is draining for shutdown.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// 503 + `Retry-After`: a partition could not commit. Events of other partitions of the
+    /// same request may have been committed; retrying is safe, they come back as duplicates.
+    #[error("storage unavailable")]
+    StoreUnavailable { partially_committed: bool },
+    /// 500: a bug or an unexpected failure; the cause is logged.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overloaded { .. } | Self::ShuttingDown | Self::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            Self::ShuttingDown | Self::StoreUnavailable { .. } => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            Self::InvalidEvents(details) => json!({"error": self.to_string(), "details": details}),
+            Self::StoreUnavailable {
+                partially_committed,
+            } => json!({
+                "error": self.to_string(),
+                "partially_committed": partially_committed,
+                "retry": "safe: events already committed are reported as duplicates",
+            }),
+            _ => json!({"error": self.to_string()}),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotJson(_) | RequestError::WrongShape(_) => {
+                Self::BadRequest(e.to_string())
+            }
+            RequestError::TooManyEvents { .. } => Self::PayloadTooLarge(e.to_string()),
+            RequestError::Invalid(details) => Self::InvalidEvents(details),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn from_ingest(e: IngestError, retry_after_secs: u64) -> Self {
+        match e {
+            IngestError::Overloaded => Self::Overloaded { retry_after_secs },
+            IngestError::ShuttingDown => Self::ShuttingDown,
+            IngestError::Unavailable {
+                reason,
+                committed_elsewhere,
+            } => {
+                tracing::error!(%reason, committed_elsewhere, "publish failed: storage unavailable");
+                Self::StoreUnavailable {
+                    partially_committed: committed_elsewhere,
+                }
+            }
+        }
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

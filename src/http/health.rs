@@ -1,0 +1,38 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can take publishes: not
+//! shutting down, every partition worker alive, every store's last commit succeeded).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let mut reasons = Vec::new();
+    if state.is_shutting_down() {
+        reasons.push("shutting down".to_string());
+    }
+    for (id, partition) in state.ingest.partitions().iter().enumerate() {
+        if !partition.stats.worker_alive() {
+            reasons.push(format!("partition {id}: worker stopped"));
+        }
+        if !partition.stats.store_ok() {
+            reasons.push(format!("partition {id}: last commit failed"));
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not ready", "reasons": reasons})),
+        )
+    }
+}

@@ -1,0 +1,178 @@
+//! The partition worker: takes jobs in queue order, gathers a batch, commits it in one
+//! transaction, then answers every job of the batch.
+//!
+//! SQLite calls block, so each commit runs on tokio's blocking pool (`spawn_blocking`), with
+//! the store and cache moved in and back out: the worker still owns them exclusively, the
+//! async threads never block, and while one batch commits the next one queues up behind it,
+//! which is what turns many concurrent single-event requests into one group commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, timeout_at};
+
+use super::batch::Batch;
+use super::{CommitFailed, Job, JobOutcome};
+use crate::dedup::DedupCache;
+use crate::stats::PartitionStats;
+use crate::store::{PartitionWriter, StoreError, Totals};
+
+pub(super) struct PartitionWorker {
+    pub(super) id: usize,
+    /// Jobs of this partition in acceptance order. Closed by the worker itself on drain.
+    pub(super) queue: mpsc::Receiver<Job>,
+    /// Flips to true when the service shuts down.
+    pub(super) drain: watch::Receiver<bool>,
+    pub(super) store: PartitionWriter,
+    pub(super) cache: DedupCache,
+    pub(super) batch_max_events: usize,
+    pub(super) batch_linger: Duration,
+    pub(super) stats: Arc<PartitionStats>,
+}
+
+impl PartitionWorker {
+    pub(super) async fn run(mut self) {
+        let mut batch = Batch::new(self.batch_max_events);
+        let mut draining = false;
+        let mut state = Some((self.store, self.cache));
+        loop {
+            let first = tokio::select! {
+                job = self.queue.recv() => job,
+                _ = self.drain.wait_for(|drain| *drain), if !draining => {
+                    // Refuse new jobs but keep receiving the ones already queued.
+                    self.queue.close();
+                    draining = true;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let jobs = gather(&mut self.queue, &mut batch, first, self.batch_linger).await;
+            let (store, cache) = state.take().expect("state is put back after every batch");
+            let committed = tokio::task::spawn_blocking(move || {
+                let mut store = store;
+                let mut cache = cache;
+                let result = process_batch(&mut store, &mut cache, &jobs);
+                (store, cache, jobs, result)
+            })
+            .await;
+            let (store, cache, jobs, result) = match committed {
+                Ok(parts) => parts,
+                Err(e) => {
+                    // The store and the batch's jobs went down with the panic; their
+                    // requests see a dropped reply and answer 503. Readiness turns red.
+                    tracing::error!(partition = self.id, error = %e, "partition worker panicked");
+                    break;
+                }
+            };
+            answer(self.id, &self.stats, store.totals(), jobs, result);
+            state = Some((store, cache));
+        }
+        self.stats.set_worker_alive(false);
+        tracing::debug!(partition = self.id, "partition worker stopped");
+    }
+}
+
+/// Gathers jobs after `first` until the batch holds `batch_max_events` or, once the queue is
+/// momentarily empty, `linger` has passed since the first job.
+async fn gather(
+    queue: &mut mpsc::Receiver<Job>,
+    batch: &mut Batch<Job>,
+    first: Job,
+    linger: Duration,
+) -> Vec<Job> {
+    let deadline = Instant::now() + linger;
+    let first_len = first.events.len();
+    if let Some(full) = batch.push(first, first_len) {
+        return full;
+    }
+    loop {
+        let next = match queue.try_recv() {
+            Ok(job) => Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                timeout_at(deadline, queue.recv()).await.ok().flatten()
+            }
+        };
+        let Some(job) = next else { return batch.take() };
+        let len = job.events.len();
+        if let Some(full) = batch.push(job, len) {
+            return full;
+        }
+    }
+}
+
+/// Runs on the blocking pool: cache check, one transaction, cache update.
+fn process_batch(
+    store: &mut PartitionWriter,
+    cache: &mut DedupCache,
+    jobs: &[Job],
+) -> Result<Vec<JobOutcome>, StoreError> {
+    let mut candidates = Vec::new();
+    // Per event in batch order: Some(index into candidates) or None for a cache hit.
+    let mut slots = Vec::new();
+    for event in jobs.iter().flat_map(|job| &job.events) {
+        if cache.contains(&event.topic, &event.event_id) {
+            tracing::debug!(topic = %event.topic, event_id = %event.event_id, "duplicate dropped (cache)");
+            slots.push(None);
+        } else {
+            slots.push(Some(candidates.len()));
+            candidates.push(event);
+        }
+    }
+    let cached_duplicates = (slots.len() - candidates.len()) as u64;
+    let inserted = store.commit_batch(&candidates, cached_duplicates)?;
+    // Committed: every candidate's key is now in the database, new or not.
+    for event in &candidates {
+        cache.insert(&event.topic, &event.event_id);
+    }
+
+    let mut slots = slots.into_iter();
+    let outcomes = jobs
+        .iter()
+        .map(|job| {
+            let mut outcome = JobOutcome::default();
+            for (event, slot) in job.events.iter().zip(slots.by_ref()) {
+                if slot.is_some_and(|i| inserted[i]) {
+                    outcome.unique += 1;
+                } else {
+                    if slot.is_some() {
+                        tracing::debug!(topic = %event.topic, event_id = %event.event_id, "duplicate dropped");
+                    }
+                    outcome.duplicate += 1;
+                }
+            }
+            outcome
+        })
+        .collect();
+    Ok(outcomes)
+}
+
+fn answer(
+    partition: usize,
+    stats: &PartitionStats,
+    totals: Totals,
+    jobs: Vec<Job>,
+    result: Result<Vec<JobOutcome>, StoreError>,
+) {
+    match result {
+        Ok(outcomes) => {
+            stats.publish_totals(totals);
+            stats.set_store_ok(true);
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                // The requester may have gone away; its events are committed regardless.
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            tracing::error!(partition, error = %e, "batch commit failed; nothing of it was stored");
+            stats.set_store_ok(false);
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(Err(CommitFailed("the batch could not be committed".into())));
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! uts-aggregator: an HTTP event aggregator that stores each (`topic`, `event_id`) exactly
+//! once, keeps each topic in order, and answers a publish only after its commit.
+//!
+//! # Layout
+//! - [`config`]: clap settings (flags + `AGG_*` env), named defaults, validation.
+//! - [`event`]: the event type; parsing and validation of a publish body (pure).
+//! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
+//! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
+//! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
+//! - [`store`]: the data dir layout, SQLite schema, writer and readers per partition.
+//! - [`stats`]: the numbers behind `/stats`.
+//! - [`shutdown`]: the SIGTERM/SIGINT trigger.
+//!
+//! # Data flow
+//! ```text
+//! HTTP POST /publish ─▶ auth, content type, body limit ─▶ parse + validate whole request
+//!   ─▶ ingest router: split by partition_of(topic), take queue permits on every partition
+//!      (all or nothing, or 503) ─▶ partition channel (bounded, FIFO)
+//!   ─▶ partition worker: gather a batch ─▶ front cache ─▶ one SQLite transaction
+//!      (events + per-topic seq + lifetime counters) ─▶ COMMIT
+//!   ─▶ reply on each request's oneshot ─▶ 200 {received, unique_processed, duplicate_dropped}
+//! ```
+//! `ARCHITECTURE.md` states the same steps with what a crash at each one means.
+
+pub mod config;
+pub mod dedup;
+pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod shutdown;
+pub mod stats;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use config::{Config, ConfigError};
+use http::AppState;
+use ingest::Ingest;
+use store::{DataDir, LayoutError, PartitionReader, StoreError};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Runs the service on `listener` until `shutdown` completes, then drains:
+/// 1. stop accepting; new publishes on open connections get 503, `/readyz` goes red;
+/// 2. wait for in-flight requests (whose events are already queued) to be answered;
+/// 3. workers close their queues, commit everything queued, and exit;
+/// 4. databases close as their last connection drops.
+///
+/// Steps 2 and 3 together take at most `shutdown_timeout_secs`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let data_dir = DataDir::open(
+        &config.data_dir,
+        config.partitions.map(usize::from),
+        Config::default_partitions(),
+    )?;
+    let (ingest, workers) = Ingest::start(&data_dir, &config.ingest_settings())?;
+    let readers = (0..data_dir.partitions())
+        .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
+        .collect();
+    let state = Arc::new(AppState::new(
+        ingest,
+        readers,
+        config.http_limits(),
+        config.api_token.clone(),
+    ));
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        partitions = data_dir.partitions(),
+        durability = ?config.durability,
+        "uts-aggregator ready"
+    );
+
+    let deadline = Duration::from_secs(config.shutdown_timeout_secs);
+    // Fires when shutdown begins, so the grace period can start counting.
+    let (began, mut began_rx) = tokio::sync::watch::channel(false);
+    let signal_state = state.clone();
+    let server =
+        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+            shutdown.await;
+            signal_state.begin_shutdown();
+            let _ = began.send(true);
+        });
+    let grace = async {
+        let _ = began_rx.wait_for(|b| *b).await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = grace => tracing::warn!("connections still open after the shutdown timeout; closing them"),
+    }
+    if !workers.drain(deadline).await {
+        tracing::error!("some partition workers did not finish committing before the timeout");
+    }
+    drop(state);
+    drop(data_dir);
+    tracing::info!("shutdown complete");
+    Ok(())
+}

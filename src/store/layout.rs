@@ -1,0 +1,179 @@
+//! The data directory: which files live there, the pinned partition count, and the lock that
+//! keeps a second process from writing the same files.
+//!
+//! ```text
+//! data/
+//!   LOCK                 held (flock) by the running process for its whole life
+//!   aggregator.json      {"format": 1, "partitions": N}, written once at first start
+//!   partition-000.db     one SQLite database (+ -wal, -shm) per partition
+//! ```
+//! The partition count decides which partition owns a topic's history, so it is fixed at first
+//! start; a later start asking for a different count fails instead of re-hashing history.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const META_FILE: &str = "aggregator.json";
+const LOCK_FILE: &str = "LOCK";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cannot use data dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {0} is in use by another uts-aggregator process")]
+    Locked(PathBuf),
+    #[error(
+        "data dir {path} was created with {stored} partitions, but {requested} were requested; \
+         the partition count is fixed at first start (start with --partitions {stored} or a new data dir)"
+    )]
+    PartitionMismatch {
+        path: PathBuf,
+        stored: usize,
+        requested: usize,
+    },
+    #[error("{path} is not a valid uts-aggregator metadata file: {reason}")]
+    BadMeta { path: PathBuf, reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    partitions: usize,
+}
+
+/// An opened, locked data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    partitions: usize,
+    /// Holds the exclusive lock on `LOCK` until the `DataDir` is dropped.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Opens (creating on first start) the data dir. `requested` is the `--partitions` setting;
+    /// `first_start_default` is used when it is unset and the dir is new.
+    pub fn open(
+        root: &Path,
+        requested: Option<usize>,
+        first_start_default: usize,
+    ) -> Result<Self, LayoutError> {
+        let io = |source| LayoutError::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(root).map_err(io)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LayoutError::Locked(root.into())),
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let meta_path = root.join(META_FILE);
+        let partitions = match fs::read(&meta_path) {
+            Ok(bytes) => {
+                let meta: Meta =
+                    serde_json::from_slice(&bytes).map_err(|e| LayoutError::BadMeta {
+                        path: meta_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if meta.format != FORMAT || meta.partitions == 0 {
+                    return Err(LayoutError::BadMeta {
+                        path: meta_path,
+                        reason: format!(
+                            "format {} with {} partitions",
+                            meta.format, meta.partitions
+                        ),
+                    });
+                }
+                if let Some(requested) = requested.filter(|&r| r != meta.partitions) {
+                    return Err(LayoutError::PartitionMismatch {
+                        path: root.into(),
+                        stored: meta.partitions,
+                        requested,
+                    });
+                }
+                meta.partitions
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let partitions = requested.unwrap_or(first_start_default).max(1);
+                write_atomically(
+                    &meta_path,
+                    &Meta {
+                        format: FORMAT,
+                        partitions,
+                    },
+                )
+                .map_err(io)?;
+                partitions
+            }
+            Err(e) => return Err(io(e)),
+        };
+        Ok(Self {
+            root: root.into(),
+            partitions,
+            _lock: lock,
+        })
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    pub fn partition_db(&self, partition: usize) -> PathBuf {
+        self.root.join(format!("partition-{partition:03}.db"))
+    }
+}
+
+fn write_atomically(path: &Path, meta: &Meta) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(meta).expect("Meta always serialises"))?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_count_is_pinned_at_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path(), None, 3).unwrap();
+        assert_eq!(first.partitions(), 3);
+        drop(first);
+        assert_eq!(DataDir::open(dir.path(), None, 8).unwrap().partitions(), 3);
+        let err = DataDir::open(dir.path(), Some(4), 8).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("created with 3 partitions, but 4 were requested")
+        );
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = DataDir::open(dir.path(), Some(1), 1).unwrap();
+        assert!(matches!(
+            DataDir::open(dir.path(), Some(1), 1),
+            Err(LayoutError::Locked(_))
+        ));
+    }
+}

@@ -1,0 +1,61 @@
+//! Schema and migrations of a partition database, versioned with `PRAGMA user_version`.
+//!
+//! `events` is clustered on (`topic`, `seq`), so a topic's history is one contiguous range
+//! read in order; the unique index on (`topic`, `event_id`) is the dedup key. `topics` holds
+//! each topic's last `seq`; `counters` the lifetime totals. All three change in the same
+//! transaction, so they can never disagree.
+
+use rusqlite::Connection;
+
+use super::Durability;
+
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        topic     TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        event_id  TEXT    NOT NULL,
+        timestamp TEXT    NOT NULL,
+        source    TEXT    NOT NULL,
+        payload   TEXT    NOT NULL,
+        PRIMARY KEY (topic, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX events_identity ON events (topic, event_id);
+    CREATE TABLE topics (
+        topic    TEXT    NOT NULL PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE counters (
+        id                INTEGER PRIMARY KEY CHECK (id = 0),
+        received          INTEGER NOT NULL,
+        unique_processed  INTEGER NOT NULL,
+        duplicate_dropped INTEGER NOT NULL
+    );
+    INSERT INTO counters VALUES (0, 0, 0, 0);
+"];
+
+pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Connection settings shared by writer and readers.
+pub(super) fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    let synchronous = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Power => "FULL",
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
+    ))
+}
+
+/// Brings the database to [`VERSION`]. Returns the version found, so a newer file is refused.
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(found)
+}

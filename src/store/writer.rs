@@ -1,0 +1,155 @@
+//! The writer side of a partition database: one batch, one transaction.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Durability, StoreError, Totals, schema};
+use crate::event::Event;
+
+const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic, event_id) DO NOTHING";
+const LAST_SEQ: &str = "SELECT last_seq FROM topics WHERE topic = ?1";
+const PUT_LAST_SEQ: &str = "INSERT INTO topics (topic, last_seq) VALUES (?1, ?2)
+     ON CONFLICT (topic) DO UPDATE SET last_seq = excluded.last_seq";
+const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
+     unique_processed = unique_processed + ?2, duplicate_dropped = duplicate_dropped + ?3
+     WHERE id = 0";
+const READ_COUNTERS: &str =
+    "SELECT received, unique_processed, duplicate_dropped FROM counters WHERE id = 0";
+
+/// The only writing connection of one partition database. Owned by its partition worker.
+#[derive(Debug)]
+pub struct PartitionWriter {
+    conn: Connection,
+    path: String,
+    /// Lifetime totals as of the last commit; equal to the `counters` row.
+    totals: Totals,
+}
+
+impl PartitionWriter {
+    /// Opens (creating and migrating) a partition database.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let path_str = path.display().to_string();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path_str.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(sqlite)?;
+        schema::configure(&conn, durability).map_err(sqlite)?;
+        let found = schema::migrate(&mut conn).map_err(sqlite)?;
+        if found > schema::VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path_str,
+                found,
+                known: schema::VERSION,
+            });
+        }
+        let totals = read_totals(&conn).map_err(sqlite)?;
+        Ok(Self {
+            conn,
+            path: path_str,
+            totals,
+        })
+    }
+
+    /// Lifetime totals as of the last commit.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Stores `candidates` in order in one transaction, giving each new event the next `seq`
+    /// of its topic, and adds to the lifetime counters: every candidate plus
+    /// `cached_duplicates` (duplicates the front cache answered) as received. Returns, per
+    /// candidate, whether it was new. On error nothing of the batch is stored.
+    pub fn commit_batch(
+        &mut self,
+        candidates: &[&Event],
+        cached_duplicates: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let path = &self.path;
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let mut inserted = Vec::with_capacity(candidates.len());
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(sqlite)?;
+            let mut last_seq = tx.prepare_cached(LAST_SEQ).map_err(sqlite)?;
+            // Per topic touched by this batch: (last seq, whether this batch advanced it).
+            let mut seqs: HashMap<&str, (i64, bool), ahash::RandomState> = HashMap::default();
+            for event in candidates {
+                let (seq, advanced) = match seqs.get_mut(event.topic.as_str()) {
+                    Some(entry) => entry,
+                    None => {
+                        let stored: Option<i64> = last_seq
+                            .query_row([&event.topic], |r| r.get(0))
+                            .optional()
+                            .map_err(sqlite)?;
+                        seqs.entry(&event.topic)
+                            .or_insert((stored.unwrap_or(0), false))
+                    }
+                };
+                let changed = insert
+                    .execute(params![
+                        event.topic,
+                        *seq + 1,
+                        event.event_id,
+                        event.timestamp,
+                        event.source,
+                        event.payload.get(),
+                    ])
+                    .map_err(sqlite)?;
+                if changed == 1 {
+                    *seq += 1;
+                    *advanced = true;
+                }
+                inserted.push(changed == 1);
+            }
+            let mut put_seq = tx.prepare_cached(PUT_LAST_SEQ).map_err(sqlite)?;
+            for (topic, (seq, _)) in seqs.iter().filter(|(_, (_, advanced))| *advanced) {
+                put_seq.execute(params![topic, seq]).map_err(sqlite)?;
+            }
+        }
+        let unique = inserted.iter().filter(|&&new| new).count() as u64;
+        let delta = Totals {
+            received: candidates.len() as u64 + cached_duplicates,
+            unique_processed: unique,
+            duplicate_dropped: candidates.len() as u64 - unique + cached_duplicates,
+        };
+        tx.execute(
+            ADD_COUNTERS,
+            params![
+                sql_int(delta.received),
+                sql_int(delta.unique_processed),
+                sql_int(delta.duplicate_dropped)
+            ],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        self.totals += delta;
+        Ok(inserted)
+    }
+}
+
+pub(super) fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
+    // Counters only ever grow from 0, so they are never negative.
+    let count = |r: &rusqlite::Row<'_>, i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    conn.query_row(READ_COUNTERS, [], |r| {
+        Ok(Totals {
+            received: count(r, 0)?,
+            unique_processed: count(r, 1)?,
+            duplicate_dropped: count(r, 2)?,
+        })
+    })
+}
+
+/// SQLite integers are i64; a batch's counts are far below i64::MAX.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
