@@ -1,0 +1,183 @@
+//! Every 400/401/413/415/422 case of the contract, and that nothing of a refused request is
+//! stored or counted as received.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, event};
+
+async fn raw_publish(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/publish", app.address))
+        .body(body);
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("every error body is JSON");
+    assert!(
+        body["error"].is_string(),
+        "error body names the problem: {body}"
+    );
+    (status, body)
+}
+
+async fn assert_nothing_stored(app: &TestApp) {
+    let stats = app.stats().await;
+    assert_eq!(stats["received"], 0, "{stats}");
+    assert_eq!(app.walk_pages("/events").await.len(), 0);
+}
+
+#[tokio::test]
+async fn malformed_or_wrongly_shaped_bodies_are_400() {
+    let app = TestApp::spawn().await;
+    let cases: [&[u8]; 7] = [
+        b"{not json",
+        b"\xff\xfe not utf-8",
+        b"\"a string\"",
+        b"42",
+        b"[]",
+        br#"[{"topic":"t","event_id":"1","timestamp":"2025-10-24T00:00:00Z","source":"","payload":{}}, 5]"#,
+        b"",
+    ];
+    for body in cases {
+        let (status, reply) = raw_publish(&app, Some("application/json"), body.to_vec()).await;
+        assert_eq!(
+            status,
+            400,
+            "body {:?}: {reply}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn schema_errors_are_422_naming_index_and_field_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let mut bad_ts = event("t", "2");
+    bad_ts["timestamp"] = json!("24/10/2025");
+    let mut no_payload = event("t", "3");
+    no_payload.as_object_mut().unwrap().remove("payload");
+    let mut long_topic = event(&"x".repeat(256), "4");
+    long_topic["source"] = json!(7);
+    let body = json!([event("t", "1"), bad_ts, no_payload, long_topic]);
+    let (status, reply) = app.publish(&body).await;
+    assert_eq!(status, 422);
+    assert_eq!(reply["error"], "invalid event");
+    let named: Vec<(u64, &str)> = reply["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["index"].as_u64().unwrap(), d["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (1, "timestamp"),
+            (2, "payload"),
+            (3, "topic"),
+            (3, "source")
+        ]
+    );
+    assert!(
+        reply["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("RFC 3339")
+    );
+    // The valid event 0 was not stored either: the request is atomic.
+    assert_nothing_stored(&app).await;
+    assert_eq!(app.stats().await["rejected"], 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn payload_nested_deeper_than_64_is_422() {
+    let app = TestApp::spawn().await;
+    let mut deep = json!({});
+    for _ in 0..64 {
+        deep = json!({ "a": deep });
+    }
+    let mut ev = event("t", "deep");
+    ev["payload"] = deep;
+    let (status, reply) = app.publish(&ev).await;
+    assert_eq!(status, 422, "{reply}");
+    assert_eq!(reply["details"][0]["field"], "payload");
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_batches_are_413() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_body_bytes = 64 * 1024;
+        c.max_events_per_request = 10;
+    })
+    .await;
+    let mut big = event("t", "1");
+    big["payload"] = json!({"blob": "x".repeat(70 * 1024)});
+    let (status, reply) = app.publish(&big).await;
+    assert_eq!(status, 413, "{reply}");
+    let batch: Vec<Value> = (0..11).map(|i| event("t", &i.to_string())).collect();
+    let (status, reply) = app.publish(&Value::Array(batch)).await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("limit is 10"));
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_vec(&event("t", "1")).unwrap();
+    for ct in [
+        Some("text/plain"),
+        None,
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let (status, _) = raw_publish(&app, ct, body.clone()).await;
+        assert_eq!(status, 415, "content type {ct:?}");
+    }
+    let (status, _) = {
+        let r = app
+            .client
+            .post(format!("{}/publish", app.address))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(status, 200, "parameters after the media type are fine");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_events_queries_are_400_and_unknown_routes_are_json_404() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "limit=0",
+        "limit=10001",
+        "limit=ten",
+        "topic=t&after=-1",
+        "topic=t&after=x",
+        "after=garbage",
+        "topic=",
+    ] {
+        let response = app.get(&format!("/events?{query}")).await;
+        assert_eq!(response.status(), 400, "query {query}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string());
+    }
+    let missing = app.get("/nope").await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing.json::<Value>().await.unwrap()["error"].is_string());
+    let wrong_method = app.get("/publish").await;
+    assert_eq!(wrong_method.status(), 405);
+    assert!(wrong_method.json::<Value>().await.unwrap()["error"].is_string());
+    app.stop().await;
+}

@@ -1,0 +1,225 @@
+//! Test helpers: a real server on 127.0.0.1:0 over a real data dir, and the real binary as a
+//! child process for restart and crash tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uts_aggregator::config::Config;
+
+/// A running in-process service.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+    /// Keeps the temp data dir alive when the app created it.
+    _dir: Option<tempfile::TempDir>,
+    pub(crate) data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), uts_aggregator::RunError>>>,
+}
+
+/// The configuration tests start from: a temp dir is filled in by `spawn`.
+pub(crate) fn test_config() -> Config {
+    let mut config = Config::from_defaults();
+    config.partitions = Some(3);
+    config.batch_linger_ms = 0;
+    config
+}
+
+impl TestApp {
+    pub(crate) async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let mut app = Self::spawn_in(&path, adjust).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// Starts a service on an existing data dir (a restart when one ran there before).
+    pub(crate) async fn spawn_in(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        config.data_dir = data_dir.to_path_buf();
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(uts_aggregator::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            _dir: None,
+            data_dir: data_dir.to_path_buf(),
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Triggers shutdown and waits for the drain to finish.
+    pub(crate) async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+
+    /// Stops this service and starts a new one on the same data dir.
+    pub(crate) async fn restart(mut self) -> Self {
+        let dir = self._dir.take();
+        let path = self.data_dir.clone();
+        self.stop().await;
+        let mut app = Self::spawn_in(&path, |_| {}).await;
+        app._dir = dir;
+        app
+    }
+
+    pub(crate) async fn publish(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/publish", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("publish request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Publishes and asserts 200; returns (unique, duplicate).
+    pub(crate) async fn publish_ok(&self, body: &Value) -> (u64, u64) {
+        let (status, reply) = self.publish(body).await;
+        assert_eq!(status, 200, "publish failed: {reply}");
+        let n = |k: &str| reply[k].as_u64().unwrap();
+        assert_eq!(
+            n("received"),
+            n("unique_processed") + n("duplicate_dropped")
+        );
+        (n("unique_processed"), n("duplicate_dropped"))
+    }
+
+    pub(crate) async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path_and_query}", self.address))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub(crate) async fn stats(&self) -> Value {
+        let response = self.get("/stats").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Every event of `topic`, following `Link` pages of `page` events.
+    pub(crate) async fn topic_events(&self, topic: &str, page: usize) -> Vec<Value> {
+        let first = format!("/events?topic={topic}&limit={page}");
+        self.walk_pages(&first).await
+    }
+
+    /// Every stored event, following `Link` pages from `first`.
+    pub(crate) async fn walk_pages(&self, first: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut next = Some(first.to_string());
+        while let Some(path) = next {
+            let response = self.get(&path).await;
+            assert_eq!(response.status(), 200, "GET {path}");
+            next = response
+                .headers()
+                .get("link")
+                .map(|l| l.to_str().unwrap().to_string())
+                .map(|l| {
+                    l.trim_start_matches('<')
+                        .split('>')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                });
+            let page: Vec<Value> = response.json().await.unwrap();
+            all.extend(page);
+        }
+        all
+    }
+}
+
+pub(crate) fn event(topic: &str, id: &str) -> Value {
+    json!({
+        "topic": topic,
+        "event_id": id,
+        "timestamp": "2025-10-24T00:00:00Z",
+        "source": "test",
+        "payload": {"id": id, "nested": {"list": [1, 2, 3]}},
+    })
+}
+
+/// The real binary as a child process, for restarts and `kill -9`.
+pub(crate) struct BinaryApp {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+}
+
+impl BinaryApp {
+    pub(crate) fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--partitions", "3"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("AGG_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the binary");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("binary exited before it was ready")
+                .unwrap();
+            let log: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if log["fields"]["message"] == "uts-aggregator ready" {
+                break format!("http://{}", log["fields"]["listen"].as_str().unwrap());
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, address }
+    }
+
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("send signal");
+    }
+
+    /// Waits for the process to exit; returns its exit status.
+    pub(crate) fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary: real HTTP on ephemeral ports, real SQLite files.
+
+mod bad_input;
+mod concurrency;
+mod helpers;
+mod model;
+mod pagination;
+mod publish;
+mod restart;
