@@ -40,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (the default).
     Serve(Config),
+    /// Generate load against a running service and check its counts.
+    Publish(crate::publish::PublishArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

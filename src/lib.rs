@@ -9,6 +9,7 @@
 //! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
 //! - [`store`]: the data dir layout, SQLite schema, writer and readers per partition.
 //! - [`stats`]: the numbers behind `/stats`.
+//! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
 //! # Data flow
@@ -27,6 +28,7 @@ pub mod dedup;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod publish;
 pub mod shutdown;
 pub mod stats;
 pub mod store;

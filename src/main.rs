@@ -1,13 +1,16 @@
-//! The binary: parse settings, set up logging, bind, run.
+//! The binary: parse settings, set up logging, then either serve or generate load.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use uts_aggregator::config::{Cli, Command, Config, LogFormat};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let config: Config = match cli.command {
+        Some(Command::Publish(args)) => return publish(args).await,
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
@@ -20,7 +23,22 @@ async fn main() -> anyhow::Result<()> {
         tracing::error!(error = %e, "uts-aggregator stopped");
         return Err(e.into());
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code 1 when a request failed for good or the `/stats` check found a mismatch.
+async fn publish(args: uts_aggregator::publish::PublishArgs) -> anyhow::Result<ExitCode> {
+    let report = uts_aggregator::publish::run(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print_human();
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,0 +1,434 @@
+//! The end-to-end benchmark: one command, one table, every ratio measured in the same run.
+//!
+//!     cargo bench --bench e2e            # full run (about 5 minutes, plus a one-off 10M prefill)
+//!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
+//!
+//! The service under test is the release binary, started as a child process per scenario on a
+//! fresh data dir; the client is `uts-aggregator publish`'s library in this process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use uts_aggregator::event::parse_publish_body;
+use uts_aggregator::ingest::partition_of;
+use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
+use uts_aggregator::store::{Durability, PartitionWriter};
+
+const NULL_SERVER_FLAG: &str = "--null-server";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(NULL_SERVER_FLAG) {
+        return null_server();
+    }
+    let scale: f64 = std::env::var("E2E_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let scaled = |n: f64| ((n * scale).round() as usize).max(1000);
+    let history_events = scaled(10_000_000.0);
+    let single_secs = (20.0 * scale).max(3.0);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut table = Table::default();
+    println!(
+        "uts-aggregator end-to-end benchmark (scale {scale}) on {}",
+        machine()
+    );
+
+    // 1. Ceiling: the batch-ingest rows straight into one partition database.
+    let batch_spec = spec(scaled(1_000_000.0), 0.2, 500, 100);
+    let batch_plan = Arc::new(Plan::build(&batch_spec));
+    let ceiling = sqlite_ceiling(&batch_plan, &work.path().join("ceiling.db"));
+    table.row(
+        "1 SQLite ceiling (1 writer, batches of 2000, no HTTP/JSON)",
+        ceiling,
+        "events/s",
+        None,
+    );
+
+    // 2 + 7. Batch ingest and the service's peak RSS during it.
+    let (batch, batch_rss) = runtime.block_on(scenario(
+        &work.path().join("batch"),
+        &[],
+        &batch_plan,
+        load(500, 8, None, None),
+    ));
+    table.row(
+        "2 batch ingest: 20% dup, 100 topics, batch 500, 8 conns",
+        batch.events_per_second,
+        "events/s",
+        Some((ceiling, 0.8, "of 1")),
+    );
+    table.check(&batch);
+
+    // 3. Single-event ingest next to the HTTP ceiling.
+    let single_plan = Arc::new(Plan::build(&spec(scaled(2_000_000.0), 0.2, 1, 100)));
+    let http_ceiling = runtime.block_on(null_scenario(
+        &single_plan,
+        load(1, 64, Some(single_secs), None),
+    ));
+    table.row(
+        "3a HTTP ceiling: no-op axum route, 1 event/request, 64 conns",
+        http_ceiling.requests_per_second,
+        "req/s",
+        None,
+    );
+    let (single, _) = runtime.block_on(scenario(
+        &work.path().join("single"),
+        &[],
+        &single_plan,
+        load(1, 64, Some(single_secs), None),
+    ));
+    table.row(
+        "3b single-event ingest, 64 conns",
+        single.requests_per_second,
+        "req/s",
+        Some((http_ceiling.requests_per_second, 0.5, "of 3a")),
+    );
+    table.check(&single);
+
+    // 4. Duplicate storm: 90% re-sends of recent events, cache on and off.
+    let storm_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.9, 500, 100)));
+    let (storm_off, _) = runtime.block_on(scenario(
+        &work.path().join("storm-off"),
+        &["--cache-keys", "0"],
+        &storm_plan,
+        load(500, 8, None, None),
+    ));
+    table.row(
+        "4a duplicate storm (90% dup), cache off",
+        storm_off.events_per_second,
+        "events/s",
+        None,
+    );
+    table.check(&storm_off);
+    let (storm_on, _) = runtime.block_on(scenario(
+        &work.path().join("storm-on"),
+        &[],
+        &storm_plan,
+        load(500, 8, None, None),
+    ));
+    table.row(
+        "4b duplicate storm (90% dup), cache on",
+        storm_on.events_per_second,
+        "events/s",
+        Some((storm_off.events_per_second, 2.0, "of 4a")),
+    );
+    table.check(&storm_on);
+
+    // 5. History: the batch-ingest load into a store already holding `history_events`.
+    let history_dir = prefilled_store(history_events);
+    let fresh_plan = Arc::new(Plan::build(&PlanSpec {
+        id_prefix: "after-history".into(),
+        ..batch_spec.clone()
+    }));
+    let (history, _) = runtime.block_on(scenario(
+        &history_dir,
+        &[],
+        &fresh_plan,
+        load(500, 8, None, None),
+    ));
+    table.row(
+        &format!("5 batch ingest into a store holding {history_events} events"),
+        history.events_per_second,
+        "events/s",
+        Some((batch.events_per_second, 0.8, "of 2")),
+    );
+    table.check(&history);
+
+    // 6. Latency at half the single-event maximum.
+    let rate = single.requests_per_second * 0.5;
+    let latency_plan = Arc::new(Plan::build(&spec(
+        (rate * single_secs * 1.1) as usize + 1000,
+        0.2,
+        1,
+        100,
+    )));
+    let (latency, _) = runtime.block_on(scenario(
+        &work.path().join("latency"),
+        &[],
+        &latency_plan,
+        load(1, 64, Some(single_secs), Some(rate)),
+    ));
+    table.row(
+        &format!("6a latency p50 at {rate:.0} events/s (50% of 3b)"),
+        latency.latency_ms.p50,
+        "ms",
+        None,
+    );
+    table.row(
+        "6b latency p99 at the same rate",
+        latency.latency_ms.p99,
+        "ms",
+        Some((10.0, 1.0, "≤ 10 ms")),
+    );
+    table.check(&latency);
+
+    // 7. Memory.
+    table.row(
+        "7 peak RSS of the service during 2",
+        batch_rss as f64 / 1024.0,
+        "MiB",
+        Some((150.0, 1.0, "≤ 150 MiB")),
+    );
+    table.print();
+}
+
+fn spec(count: usize, dup_ratio: f64, batch_size: usize, topics: usize) -> PlanSpec {
+    PlanSpec {
+        count,
+        dup_ratio,
+        batch_size,
+        topics,
+        seed: 7,
+        id_prefix: format!("bench-{count}-{dup_ratio}-{batch_size}"),
+    }
+}
+
+fn load(
+    batch_size: usize,
+    concurrency: usize,
+    duration: Option<f64>,
+    rate: Option<f64>,
+) -> PublishArgs {
+    PublishArgs {
+        url: String::new(),
+        count: 0,
+        duration,
+        dup_ratio: 0.0,
+        batch_size,
+        concurrency,
+        topics: 0,
+        rate,
+        seed: None,
+        id_prefix: None,
+        api_token: None,
+        max_retries: 50,
+        no_check: false,
+        json: true,
+    }
+}
+
+/// Raw single-writer rate: the plan's events, parsed outside the clock, committed in batches
+/// of the service's default batch size through the service's own writer.
+fn sqlite_ceiling(plan: &Plan, path: &Path) -> f64 {
+    let events: Vec<_> = plan
+        .bodies
+        .iter()
+        .flat_map(|b| parse_publish_body(b, 100_000).expect("plan bodies are valid"))
+        .collect();
+    let mut writer = PartitionWriter::open(path, Durability::Process).expect("open ceiling db");
+    let start = Instant::now();
+    for chunk in events.chunks(uts_aggregator::config::DEFAULT_BATCH_MAX_EVENTS) {
+        let refs: Vec<_> = chunk.iter().collect();
+        writer.commit_batch(&refs, 0).expect("commit");
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Fills (once, then reused) a data dir with `events` events, written straight through the
+/// service's writers, one thread per partition.
+fn prefilled_store(events: usize) -> PathBuf {
+    let partitions = std::thread::available_parallelism().map_or(1, usize::from);
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("history-{events}-p{partitions}"));
+    let done = dir.join("PREFILLED");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "prefilling {events} events into {} (one-off, reused by later runs)...",
+        dir.display()
+    );
+    let layout =
+        uts_aggregator::store::DataDir::open(&dir, Some(partitions), partitions).expect("data dir");
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for partition in 0..partitions {
+            let path = layout.partition_db(partition);
+            scope.spawn(move || {
+                let mut writer = PartitionWriter::open(&path, Durability::Process).expect("open");
+                let chunk = 5_000;
+                for first in (0..events).step_by(chunk) {
+                    let body = Plan::build(&PlanSpec {
+                        count: chunk.min(events - first),
+                        dup_ratio: 0.0,
+                        batch_size: chunk,
+                        topics: 100,
+                        seed: first as u64,
+                        id_prefix: format!("history-{first}"),
+                    });
+                    let parsed = parse_publish_body(&body.bodies[0], usize::MAX).expect("valid");
+                    let mine: Vec<_> = parsed
+                        .iter()
+                        .filter(|e| partition_of(&e.topic, partitions) == partition)
+                        .collect();
+                    writer.commit_batch(&mine, 0).expect("commit");
+                }
+            });
+        }
+    });
+    drop(layout);
+    std::fs::write(&done, b"").expect("marker");
+    println!("prefilled in {:.0} s", start.elapsed().as_secs_f64());
+    dir
+}
+
+/// Runs `plan` against a fresh service on `data_dir`; returns the report and the service's
+/// peak RSS in KiB.
+async fn scenario(
+    data_dir: &Path,
+    extra: &[&str],
+    plan: &Arc<Plan>,
+    mut args: PublishArgs,
+) -> (Report, u64) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra);
+    let (mut child, address) = start(command);
+    args.url = address;
+    let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let rss = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (report, rss)
+}
+
+async fn null_scenario(plan: &Arc<Plan>, mut args: PublishArgs) -> Report {
+    let mut command = Command::new(std::env::current_exe().expect("own path"));
+    command.arg(NULL_SERVER_FLAG);
+    let (mut child, address) = start(command);
+    args.url = address;
+    args.no_check = true;
+    let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let _ = child.kill();
+    let _ = child.wait();
+    report
+}
+
+/// Starts a server that logs a JSON line with `"listen"` when ready; returns it and its URL.
+fn start(mut command: Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start server");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server exited before it was ready")
+            .expect("read");
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(listen) = log["fields"]["listen"].as_str() {
+            break format!("http://{listen}");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+/// The HTTP ceiling's server: the same axum and tokio, a route that reads the body and answers
+/// a fixed 200 without any work.
+fn null_server() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", serde_json::json!({"fields": {"listen": listener.local_addr().unwrap().to_string()}}));
+        let app = axum::Router::new().route(
+            "/publish",
+            axum::routing::post(|_body: bytes::Bytes| async {
+                axum::Json(serde_json::json!({"received": 1, "unique_processed": 1, "duplicate_dropped": 0}))
+            }),
+        );
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    format!("{cores} × {cpu}")
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 4]>,
+    failed_checks: Vec<String>,
+}
+
+impl Table {
+    /// `target`: (reference, factor, label). For "≤" targets the factor is 1 and lower is better.
+    fn row(&mut self, name: &str, value: f64, unit: &str, target: Option<(f64, f64, &str)>) {
+        let verdict = match target {
+            None => String::new(),
+            Some((reference, factor, label)) if label.starts_with('≤') => {
+                format!(
+                    "{label}: {}",
+                    if value <= reference * factor {
+                        "met"
+                    } else {
+                        "MISSED"
+                    }
+                )
+            }
+            Some((reference, factor, label)) => {
+                let ratio = value / reference;
+                format!(
+                    "{ratio:.2}× {label} (target ≥ {factor}×): {}",
+                    if ratio >= factor { "met" } else { "MISSED" }
+                )
+            }
+        };
+        println!("  {name}: {value:.1} {unit} {verdict}");
+        self.rows
+            .push([name.into(), format!("{value:.1}"), unit.into(), verdict]);
+    }
+
+    fn check(&mut self, report: &Report) {
+        if !report.ok() {
+            self.failed_checks.push(format!(
+                "{:?} / failed requests {}",
+                report.check, report.failed_requests
+            ));
+        }
+    }
+
+    fn print(&self) {
+        println!("\n| measurement | result | unit | target |\n|---|---:|---|---|");
+        for [name, value, unit, verdict] in &self.rows {
+            println!("| {name} | {value} | {unit} | {verdict} |");
+        }
+        if self.failed_checks.is_empty() {
+            println!("\nevery load's /stats check passed (exact unique and duplicate counts)");
+        } else {
+            println!("\nCHECK FAILURES: {:?}", self.failed_checks);
+            std::process::exit(1);
+        }
+    }
+}
