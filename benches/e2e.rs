@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use uts_aggregator::event::parse_publish_body;
+use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
-use uts_aggregator::store::{Durability, PartitionWriter};
+use uts_aggregator::store::{Durability, PartitionWriter, WriterOptions};
 
 const NULL_SERVER_FLAG: &str = "--null-server";
 
@@ -121,11 +121,11 @@ fn main() {
     table.check(&storm_on);
 
     // 5. History: the batch-ingest load into a store already holding `history_events`.
-    let history_dir = prefilled_store(history_events);
     let fresh_plan = Arc::new(Plan::build(&PlanSpec {
-        id_prefix: "after-history".into(),
+        id_prefix: "history".into(),
         ..batch_spec.clone()
     }));
+    let history_dir = prefilled_store(history_events, "history");
     let (history, _) = runtime.block_on(scenario(
         &history_dir,
         &[],
@@ -221,7 +221,7 @@ fn sqlite_ceiling(plan: &Plan, path: &Path) -> f64 {
         .iter()
         .flat_map(|b| parse_publish_body(b, 100_000).expect("plan bodies are valid"))
         .collect();
-    let mut writer = PartitionWriter::open(path, Durability::Process).expect("open ceiling db");
+    let mut writer = PartitionWriter::open(path, &ceiling_options()).expect("open ceiling db");
     let start = Instant::now();
     for chunk in events.chunks(uts_aggregator::config::DEFAULT_BATCH_MAX_EVENTS) {
         let refs: Vec<_> = chunk.iter().collect();
@@ -230,12 +230,22 @@ fn sqlite_ceiling(plan: &Plan, path: &Path) -> f64 {
     events.len() as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The service's default writer settings, with the whole default cache budget on one writer.
+fn ceiling_options() -> WriterOptions {
+    WriterOptions {
+        durability: Durability::Process,
+        page_cache_kib: uts_aggregator::config::DEFAULT_SQLITE_CACHE_MIB * 1024,
+    }
+}
+
 /// Fills (once, then reused) a data dir with `events` events, written straight through the
-/// service's writers, one thread per partition.
-fn prefilled_store(events: usize) -> PathBuf {
+/// service's writers, one thread per partition. Their ids are `<prefix>-<random u64>` with the
+/// prefix of the measured run, so the run's new ids land all over the existing dedup index (the
+/// random-id worst case), not in a fresh corner of it.
+fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
     let partitions = std::thread::available_parallelism().map_or(1, usize::from);
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("history-{events}-p{partitions}"));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("history-v2-{events}-p{partitions}"));
     let done = dir.join("PREFILLED");
     if done.exists() {
         return dir;
@@ -252,23 +262,21 @@ fn prefilled_store(events: usize) -> PathBuf {
         for partition in 0..partitions {
             let path = layout.partition_db(partition);
             scope.spawn(move || {
-                let mut writer = PartitionWriter::open(&path, Durability::Process).expect("open");
+                let mut writer = PartitionWriter::open(&path, &ceiling_options()).expect("open");
+                let mut rng = fastrand::Rng::with_seed(partition as u64);
                 let chunk = 5_000;
-                for first in (0..events).step_by(chunk) {
-                    let body = Plan::build(&PlanSpec {
-                        count: chunk.min(events - first),
-                        dup_ratio: 0.0,
-                        batch_size: chunk,
-                        topics: 100,
-                        seed: first as u64,
-                        id_prefix: format!("history-{first}"),
-                    });
-                    let parsed = parse_publish_body(&body.bodies[0], usize::MAX).expect("valid");
-                    let mine: Vec<_> = parsed
-                        .iter()
-                        .filter(|e| partition_of(&e.topic, partitions) == partition)
-                        .collect();
-                    writer.commit_batch(&mine, 0).expect("commit");
+                for _ in (0..events).step_by(chunk * partitions) {
+                    let batch: Vec<Event> = std::iter::repeat_with(|| {
+                        let topic = format!("topic-{}", rng.usize(0..100));
+                        (partition_of(&topic, partitions) == partition)
+                            .then(|| history_event(topic, format!("{id_prefix}-{}", rng.u64(..))))
+                    })
+                    .flatten()
+                    .take(chunk)
+                    .collect();
+                    writer
+                        .commit_batch(&batch.iter().collect::<Vec<_>>(), 0)
+                        .expect("commit");
                 }
             });
         }
@@ -277,6 +285,19 @@ fn prefilled_store(events: usize) -> PathBuf {
     std::fs::write(&done, b"").expect("marker");
     println!("prefilled in {:.0} s", start.elapsed().as_secs_f64());
     dir
+}
+
+fn history_event(topic: String, event_id: String) -> Event {
+    Event {
+        topic,
+        event_id,
+        timestamp: "2025-10-24T00:00:00Z".into(),
+        source: "uts-aggregator-bench".into(),
+        payload: serde_json::value::RawValue::from_string(
+            r#"{"n":0,"note":"history event, prefilled"}"#.into(),
+        )
+        .expect("valid JSON"),
+    }
 }
 
 /// Runs `plan` against a fresh service on `data_dir`; returns the report and the service's

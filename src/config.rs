@@ -14,12 +14,15 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_QUEUE_CAPACITY: usize = 20_000;
 pub const DEFAULT_BATCH_MAX_EVENTS: usize = 2_000;
-pub const DEFAULT_BATCH_LINGER_MS: u64 = 1;
+/// 0: group commit comes from queueing during the previous commit; a linger only adds waiting
+/// (measured: 1 ms cut single-event throughput from 33k to 20k req/s).
+pub const DEFAULT_BATCH_LINGER_MS: u64 = 0;
 pub const DEFAULT_CACHE_KEYS: usize = 100_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1_000;
 pub const DEFAULT_ENQUEUE_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_SQLITE_CACHE_MIB: u64 = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -108,6 +111,11 @@ pub struct Config {
     #[arg(long, env = "AGG_DURABILITY", value_enum, default_value_t = Durability::Process)]
     pub durability: Durability,
 
+    /// SQLite page cache of all partition writers together, in MiB (split evenly). Bigger
+    /// keeps more of the dedup index in memory, which matters once the store is large.
+    #[arg(long, env = "AGG_SQLITE_CACHE_MIB", default_value_t = DEFAULT_SQLITE_CACHE_MIB)]
+    pub sqlite_cache_mib: u64,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -168,6 +176,7 @@ impl Config {
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             cache_keys_per_partition: self.cache_keys,
             durability: self.durability,
+            page_cache_kib_total: self.sqlite_cache_mib * 1024,
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::dedup::DedupCache;
 use crate::event::Event;
 use crate::stats::PartitionStats;
-use crate::store::{DataDir, Durability, PartitionWriter, StoreError};
+use crate::store::{DataDir, Durability, PartitionWriter, StoreError, WriterOptions};
 use worker::PartitionWorker;
 
 /// What happens when a partition queue is full: the only policy is to wait up to the enqueue
@@ -43,6 +43,8 @@ pub struct IngestSettings {
     pub batch_linger: Duration,
     pub cache_keys_per_partition: usize,
     pub durability: Durability,
+    /// SQLite page cache for all partition writers together, in KiB.
+    pub page_cache_kib_total: u64,
     pub when_full: WhenFull,
 }
 
@@ -135,7 +137,11 @@ impl Ingest {
         let mut partitions = Vec::with_capacity(data_dir.partitions());
         let mut tasks = Vec::with_capacity(data_dir.partitions());
         for id in 0..data_dir.partitions() {
-            let store = PartitionWriter::open(&data_dir.partition_db(id), settings.durability)?;
+            let options = WriterOptions {
+                durability: settings.durability,
+                page_cache_kib: settings.page_cache_kib_total / data_dir.partitions() as u64,
+            };
+            let store = PartitionWriter::open(&data_dir.partition_db(id), &options)?;
             let stats = Arc::new(PartitionStats::new(store.totals()));
             let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
             let worker = PartitionWorker {

@@ -4,6 +4,7 @@
 //! through [`PartitionReader`]s on separate connections, which WAL lets run beside the writer
 //! without blocking it. The primary key is the single source of truth for "already seen".
 
+mod checkpoint;
 mod layout;
 mod reader;
 mod schema;
@@ -42,6 +43,15 @@ pub enum Durability {
     Power,
 }
 
+/// How a partition writer opens its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    pub durability: Durability,
+    /// SQLite page cache of this writer, in KiB. The dedup index is the hot, randomly
+    /// accessed structure; every page of it that misses this cache costs a read syscall.
+    pub page_cache_kib: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite error on {path}: {source}")]
@@ -56,6 +66,11 @@ pub enum StoreError {
         path: String,
         found: i64,
         known: i64,
+    },
+    #[error("cannot start the checkpointer of {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
     },
     #[error("stored payload in {path} is not JSON: {source}")]
     CorruptPayload {

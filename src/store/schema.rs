@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use super::Durability;
+use super::{Durability, WriterOptions};
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &["
@@ -36,15 +36,18 @@ const MIGRATIONS: &[&str] = &["
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Connection settings shared by writer and readers.
-pub(super) fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
-    let synchronous = match durability {
+/// Settings of the writing connection. Automatic checkpoints are off: see `checkpoint`.
+pub(super) fn configure(conn: &Connection, options: &WriterOptions) -> rusqlite::Result<()> {
+    let synchronous = match options.durability {
         Durability::Process => "NORMAL",
         Durability::Power => "FULL",
     };
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA cache_size = -{cache}; PRAGMA wal_autocheckpoint = 0; \
+         PRAGMA temp_store = MEMORY;",
+        cache = options.page_cache_kib.max(64),
     ))
 }
 

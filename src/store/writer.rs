@@ -5,7 +5,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Durability, StoreError, Totals, schema};
+use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
+use super::{StoreError, Totals, WriterOptions, schema};
 use crate::event::Event;
 
 const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
@@ -26,18 +27,21 @@ pub struct PartitionWriter {
     path: String,
     /// Lifetime totals as of the last commit; equal to the `counters` row.
     totals: Totals,
+    checkpointer: Checkpointer,
+    /// Commits since the WAL size was last checked.
+    commits_since_size_check: u32,
 }
 
 impl PartitionWriter {
     /// Opens (creating and migrating) a partition database.
-    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, options: &WriterOptions) -> Result<Self, StoreError> {
         let path_str = path.display().to_string();
         let sqlite = |source| StoreError::Sqlite {
             path: path_str.clone(),
             source,
         };
         let mut conn = Connection::open(path).map_err(sqlite)?;
-        schema::configure(&conn, durability).map_err(sqlite)?;
+        schema::configure(&conn, options).map_err(sqlite)?;
         let found = schema::migrate(&mut conn).map_err(sqlite)?;
         if found > schema::VERSION {
             return Err(StoreError::NewerSchema {
@@ -47,10 +51,16 @@ impl PartitionWriter {
             });
         }
         let totals = read_totals(&conn).map_err(sqlite)?;
+        let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
+            path: path_str.clone(),
+            source,
+        })?;
         Ok(Self {
             conn,
             path: path_str,
             totals,
+            checkpointer,
+            commits_since_size_check: 0,
         })
     }
 
@@ -133,7 +143,29 @@ impl PartitionWriter {
         .map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         self.totals += delta;
+        self.after_commit();
         Ok(inserted)
+    }
+
+    /// Hands the checkpoint to the background thread, and every so often enforces the WAL
+    /// size bound in the foreground.
+    fn after_commit(&mut self) {
+        self.checkpointer.nudge();
+        self.commits_since_size_check += 1;
+        if self.commits_since_size_check < 64 {
+            return;
+        }
+        self.commits_since_size_check = 0;
+        let wal_bytes = self.checkpointer.wal_bytes();
+        if wal_bytes > MAX_WAL_BYTES {
+            tracing::warn!(path = %self.path, wal_bytes, "WAL over its bound; checkpointing in the foreground");
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            {
+                tracing::warn!(path = %self.path, error = %e, "foreground checkpoint failed");
+            }
+        }
     }
 }
 

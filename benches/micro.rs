@@ -1,0 +1,106 @@
+//! Criterion micro-benchmarks of the hot pieces: request parse + validation, the partition
+//! hash, the dedup cache, and one batch commit into SQLite.
+//!
+//!     cargo bench --bench micro
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use uts_aggregator::dedup::DedupCache;
+use uts_aggregator::event::parse_publish_body;
+use uts_aggregator::ingest::partition_of;
+use uts_aggregator::publish::{Plan, PlanSpec};
+use uts_aggregator::store::{Durability, PartitionWriter, WriterOptions};
+
+fn plan(count: usize, batch_size: usize) -> Plan {
+    Plan::build(&PlanSpec {
+        count,
+        dup_ratio: 0.0,
+        batch_size,
+        topics: 100,
+        seed: 1,
+        id_prefix: "micro".into(),
+    })
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_publish_body");
+    for batch in [1, 500] {
+        let body = plan(batch, batch).bodies[0].clone();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("{batch} events"), |b| {
+            b.iter(|| parse_publish_body(black_box(&body), 1000).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn partition_hash(c: &mut Criterion) {
+    c.bench_function("partition_of(topic-42, 16)", |b| {
+        b.iter(|| partition_of(black_box("topic-42"), 16))
+    });
+}
+
+fn cache(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dedup_cache");
+    let ids: Vec<String> = (0..100_000).map(|i| format!("event-{i}")).collect();
+    let mut full = DedupCache::new(200_000);
+    for id in &ids {
+        full.insert("topic-1", id);
+    }
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("contains (hit)", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            full.contains("topic-1", &ids[i])
+        })
+    });
+    group.bench_function("contains (miss)", |b| {
+        b.iter(|| full.contains("topic-1", "absent-id"))
+    });
+    let mut rotating = DedupCache::new(10_000);
+    group.bench_function("insert (with rotation)", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            rotating.insert("topic-1", &ids[i])
+        })
+    });
+    group.finish();
+}
+
+fn store_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_commit_batch");
+    group.sample_size(20);
+    let plan = plan(200_000, 2_000);
+    let batches: Vec<_> = plan
+        .bodies
+        .iter()
+        .map(|b| parse_publish_body(b, 10_000).unwrap())
+        .collect();
+    group.throughput(Throughput::Elements(2_000));
+    let dir = tempfile::tempdir().unwrap();
+    let options = WriterOptions {
+        durability: Durability::Process,
+        page_cache_kib: 32 * 1024,
+    };
+    let mut writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+    let mut next = 0;
+    group.bench_function("2000 new events", |b| {
+        b.iter_batched(
+            || {
+                next = (next + 1) % batches.len();
+                &batches[next]
+            },
+            |events| {
+                let refs: Vec<_> = events.iter().collect();
+                writer.commit_batch(&refs, 0).unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, partition_hash, cache, store_commit);
+criterion_main!(benches);

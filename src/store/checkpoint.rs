@@ -1,0 +1,105 @@
+//! WAL checkpoints off the commit path.
+//!
+//! SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold, so one
+//! unlucky batch pays for copying megabytes into the database file plus an fsync: that was the
+//! service's p99 latency. Instead each partition has a checkpointer thread with its own
+//! connection that runs PASSIVE checkpoints (they never block the writer or readers) when the
+//! writer nudges it after a commit, at most every `MIN_INTERVAL`.
+//!
+//! A passive checkpoint cannot restart the WAL while writes keep arriving, so under sustained
+//! load the WAL would grow without bound. Once the WAL passes `RESTART_AT_WAL_BYTES` the
+//! thread follows its passive checkpoint with a RESTART one: the passive pass already copied
+//! nearly everything, so the RESTART only copies the last few frames and holds the writer
+//! briefly, after which the WAL is reused from its start. As a last resort (the thread is
+//! gone or starved), the writer itself checkpoints past `MAX_WAL_BYTES`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// Shortest time between two background checkpoints.
+const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// Past this WAL size the background thread restarts the WAL.
+const RESTART_AT_WAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Past this WAL size the writer checkpoints in the foreground.
+pub(super) const MAX_WAL_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The writer's side: nudges the thread; dropping it stops the thread.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    /// Capacity 1: a nudge while one is pending is merged into it.
+    nudge: SyncSender<()>,
+    wal_path: PathBuf,
+}
+
+impl Checkpointer {
+    pub(super) fn spawn(db_path: &Path) -> std::io::Result<Self> {
+        let (nudge, nudged) = sync_channel(1);
+        let path = db_path.to_path_buf();
+        std::thread::Builder::new()
+            .name(format!(
+                "checkpoint-{}",
+                db_path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
+            ))
+            .spawn(move || run(&path, &nudged))?;
+        Ok(Self {
+            nudge,
+            wal_path: wal_path(db_path),
+        })
+    }
+
+    /// Called after each commit; never blocks.
+    pub(super) fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
+
+    pub(super) fn wal_bytes(&self) -> u64 {
+        file_bytes(&self.wal_path)
+    }
+}
+
+fn wal_path(db_path: &Path) -> PathBuf {
+    let mut wal = db_path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn run(path: &Path, nudged: &Receiver<()>) {
+    let conn = match Connection::open(path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "checkpointer cannot open the database; the writer's size bound still applies");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(Duration::from_millis(100));
+    let wal = wal_path(path);
+    let mut last = Instant::now() - MIN_INTERVAL;
+    loop {
+        match nudged.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let wait = MIN_INTERVAL.saturating_sub(last.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        last = Instant::now();
+        let mut mode = "PASSIVE";
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(path = %path.display(), error = %e, "background checkpoint failed");
+        } else if file_bytes(&wal) > RESTART_AT_WAL_BYTES {
+            mode = "RESTART";
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                tracing::warn!(path = %path.display(), error = %e, "WAL restart checkpoint failed");
+            }
+        }
+        tracing::trace!(path = %path.display(), mode, "checkpointed");
+    }
+}
