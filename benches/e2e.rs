@@ -120,25 +120,66 @@ fn main() {
     );
     table.check(&storm_on);
 
-    // 5. History: the batch-ingest load into a store already holding `history_events`.
-    let fresh_plan = Arc::new(Plan::build(&PlanSpec {
+    // 5. History: the batch-ingest load into a store already holding `history_events` events
+    // with interleaving random ids. Every run below gets its own copy of the prefilled store.
+    let history_dir = prefilled_store(history_events, "history");
+    let history_plan = Arc::new(Plan::build(&PlanSpec {
         id_prefix: "history".into(),
         ..batch_spec.clone()
     }));
-    let history_dir = prefilled_store(history_events, "history");
-    let (history, _) = runtime.block_on(scenario(
-        &history_dir,
-        &[],
-        &fresh_plan,
-        load(500, 8, None, None),
-    ));
+    let on_history = |name: &str, extra: &[&str], plan: &Arc<Plan>| {
+        let copy = work.path().join(name);
+        copy_dir(&history_dir, &copy);
+        let result = runtime.block_on(scenario(&copy, extra, plan, load(500, 8, None, None)));
+        let _ = std::fs::remove_dir_all(&copy);
+        result
+    };
+    let (history, _) = on_history("history", &[], &history_plan);
     table.row(
-        &format!("5 batch ingest into a store holding {history_events} events"),
+        &format!("5a batch ingest into a store holding {history_events} events"),
         history.events_per_second,
         "events/s",
         Some((batch.events_per_second, 0.8, "of 2")),
     );
     table.check(&history);
+    let (history_big_cache, history_big_rss) = on_history(
+        "history-cache",
+        &["--sqlite-cache-mib", "1024"],
+        &history_plan,
+    );
+    table.row(
+        &format!(
+            "5b same, --sqlite-cache-mib 1024 (peak RSS {:.0} MiB)",
+            history_big_rss as f64 / 1024.0
+        ),
+        history_big_cache.events_per_second,
+        "events/s",
+        Some((batch.events_per_second, 0.8, "of 2")),
+    );
+    table.check(&history_big_cache);
+
+    // 4c/4d. The duplicate storm where the cache has work to do: on the large store, the
+    // index pages of recent keys no longer all fit SQLite's page cache.
+    let history_storm = Arc::new(Plan::build(&PlanSpec {
+        id_prefix: "history-storm".into(),
+        ..spec(scaled(1_000_000.0), 0.9, 500, 100)
+    }));
+    let (big_storm_off, _) = on_history("storm-big-off", &["--cache-keys", "0"], &history_storm);
+    table.row(
+        &format!("4c duplicate storm on the {history_events}-event store, cache off"),
+        big_storm_off.events_per_second,
+        "events/s",
+        None,
+    );
+    table.check(&big_storm_off);
+    let (big_storm_on, _) = on_history("storm-big-on", &[], &history_storm);
+    table.row(
+        &format!("4d duplicate storm on the {history_events}-event store, cache on"),
+        big_storm_on.events_per_second,
+        "events/s",
+        Some((big_storm_off.events_per_second, 2.0, "of 4c")),
+    );
+    table.check(&big_storm_on);
 
     // 6. Latency at half the single-event maximum.
     let rate = single.requests_per_second * 0.5;
@@ -228,6 +269,15 @@ fn sqlite_ceiling(plan: &Plan, path: &Path) -> f64 {
         writer.commit_batch(&refs, 0).expect("commit");
     }
     events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Copies a data dir (flat: the partition files and metadata).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+    }
 }
 
 /// The service's default writer settings, with the whole default cache budget on one writer.

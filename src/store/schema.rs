@@ -37,18 +37,31 @@ const MIGRATIONS: &[&str] = &["
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Settings of the writing connection. Automatic checkpoints are off: see `checkpoint`.
-pub(super) fn configure(conn: &Connection, options: &WriterOptions) -> rusqlite::Result<()> {
+pub(super) fn configure(conn: &mut Connection, options: &WriterOptions) -> rusqlite::Result<()> {
     let synchronous = match options.durability {
         Durability::Process => "NORMAL",
         Durability::Power => "FULL",
     };
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(retry_briefly))?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA cache_size = -{cache}; PRAGMA wal_autocheckpoint = 0; \
          PRAGMA temp_store = MEMORY;",
         cache = options.page_cache_kib.max(64),
     ))
+}
+
+/// Busy handler of the writer: the only other holder of the write lock is the checkpointer's
+/// short RESTART, so retry every 200 µs (up to 5 s in all) instead of SQLite's default
+/// schedule, which sleeps up to 50 ms per attempt and showed up as p95/p99 latency.
+fn retry_briefly(attempt: i32) -> bool {
+    const PAUSE: std::time::Duration = std::time::Duration::from_micros(200);
+    const ATTEMPTS: i32 = 25_000;
+    if attempt >= ATTEMPTS {
+        return false;
+    }
+    std::thread::sleep(PAUSE);
+    true
 }
 
 /// Brings the database to [`VERSION`]. Returns the version found, so a newer file is refused.

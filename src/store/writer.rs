@@ -41,7 +41,7 @@ impl PartitionWriter {
             source,
         };
         let mut conn = Connection::open(path).map_err(sqlite)?;
-        schema::configure(&conn, options).map_err(sqlite)?;
+        schema::configure(&mut conn, options).map_err(sqlite)?;
         let found = schema::migrate(&mut conn).map_err(sqlite)?;
         if found > schema::VERSION {
             return Err(StoreError::NewerSchema {
