@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -26,11 +27,14 @@ const RESTART_AT_WAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Past this WAL size the writer checkpoints in the foreground.
 pub(super) const MAX_WAL_BYTES: u64 = 512 * 1024 * 1024;
 
-/// The writer's side: nudges the thread; dropping it stops the thread.
+/// The writer's side: nudges the thread; dropping it stops the thread and waits for it, so
+/// no connection of ours is open once the writer is gone (the data-dir lock is released
+/// after that, and the last close is what checkpoints and removes the WAL).
 #[derive(Debug)]
 pub(super) struct Checkpointer {
-    /// Capacity 1: a nudge while one is pending is merged into it.
-    nudge: SyncSender<()>,
+    /// Capacity 1: a nudge while one is pending is merged into it. `None` only while dropping.
+    nudge: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
     wal_path: PathBuf,
 }
 
@@ -38,25 +42,39 @@ impl Checkpointer {
     pub(super) fn spawn(db_path: &Path) -> std::io::Result<Self> {
         let (nudge, nudged) = sync_channel(1);
         let path = db_path.to_path_buf();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!(
                 "checkpoint-{}",
                 db_path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
             ))
             .spawn(move || run(&path, &nudged))?;
         Ok(Self {
-            nudge,
+            nudge: Some(nudge),
+            thread: Some(thread),
             wal_path: wal_path(db_path),
         })
     }
 
     /// Called after each commit; never blocks.
     pub(super) fn nudge(&self) {
-        let _ = self.nudge.try_send(());
+        if let Some(nudge) = &self.nudge {
+            let _ = nudge.try_send(());
+        }
     }
 
     pub(super) fn wal_bytes(&self) -> u64 {
         file_bytes(&self.wal_path)
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.nudge.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(wal = %self.wal_path.display(), "checkpointer thread panicked");
+        }
     }
 }
 
@@ -87,8 +105,8 @@ fn run(path: &Path, nudged: &Receiver<()>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let wait = MIN_INTERVAL.saturating_sub(last.elapsed());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+        if !wait.is_zero() && nudged.recv_timeout(wait) == Err(RecvTimeoutError::Disconnected) {
+            return;
         }
         last = Instant::now();
         let mut mode = "PASSIVE";
