@@ -8,7 +8,8 @@
 //! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
 //! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
 //! - [`store`]: the data dir layout, SQLite schema, writer and readers per partition.
-//! - [`stats`]: the numbers behind `/stats`.
+//! - [`stats`]: the numbers behind `/stats` and `/metrics`.
+//! - [`metrics`]: every exported metric, described once; Prometheus rendering.
 //! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
@@ -28,6 +29,7 @@ pub mod dedup;
 pub mod event;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod publish;
 pub mod shutdown;
 pub mod stats;
@@ -75,7 +77,8 @@ pub async fn run(
         config.partitions.map(usize::from),
         Config::default_partitions(),
     )?;
-    let (ingest, workers) = Ingest::start(&data_dir, &config.ingest_settings())?;
+    let metrics = metrics::Metrics::new();
+    let (ingest, workers) = Ingest::start(&data_dir, &config.ingest_settings(), &metrics)?;
     let readers = (0..data_dir.partitions())
         .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
         .collect();
@@ -84,6 +87,7 @@ pub async fn run(
         readers,
         config.http_limits(),
         config.api_token.clone(),
+        metrics,
     ));
     tracing::info!(
         listen = %listener.local_addr()?,

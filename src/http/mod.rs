@@ -11,9 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::stats::ServiceStats;
 use crate::store::PartitionReader;
 
@@ -37,6 +42,7 @@ pub struct AppState {
     pub service_stats: ServiceStats,
     pub limits: HttpLimits,
     pub api_token: Option<String>,
+    pub metrics: Metrics,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     shutting_down: AtomicBool,
 }
@@ -47,6 +53,7 @@ impl AppState {
         readers: Vec<PartitionReader>,
         limits: HttpLimits,
         api_token: Option<String>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             ingest,
@@ -54,6 +61,7 @@ impl AppState {
             service_stats: ServiceStats::new(),
             limits,
             api_token,
+            metrics,
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -76,7 +84,56 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stats", get(stats::stats))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics_text))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text exposition. Open like `/healthz`: it carries counts, not
+/// events.
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let body = state
+        .metrics
+        .render(state.ingest.partitions(), &state.service_stats);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Routes are labelled by a fixed list so a scanner probing random paths cannot create new
+/// series; everything else is `other`.
+const ROUTES: [&str; 6] = [
+    "/publish", "/events", "/stats", "/metrics", "/healthz", "/readyz",
+];
+
+/// Counts every request by route and status, and times publishes.
+async fn track_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == request.uri().path())
+        .unwrap_or("other");
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if route == "/publish" {
+        state.metrics.record_publish(started.elapsed());
+    }
+    state
+        .metrics
+        .record_request(route, response.status().as_u16());
+    response
 }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::dedup::DedupCache;
 use crate::event::Event;
+use crate::metrics::{Metrics, PartitionMetrics};
 use crate::stats::PartitionStats;
 use crate::store::{DataDir, Durability, PartitionWriter, StoreError, WriterOptions};
 use worker::PartitionWorker;
@@ -102,6 +103,7 @@ pub struct PartitionHandle {
     capacity: Arc<Semaphore>,
     queue_capacity: usize,
     pub stats: Arc<PartitionStats>,
+    pub(crate) metrics: PartitionMetrics,
 }
 
 impl PartitionHandle {
@@ -132,6 +134,7 @@ impl Ingest {
     pub fn start(
         data_dir: &DataDir,
         settings: &IngestSettings,
+        metrics: &Metrics,
     ) -> Result<(Self, Workers), StoreError> {
         let (drain, drain_rx) = watch::channel(false);
         let mut partitions = Vec::with_capacity(data_dir.partitions());
@@ -143,6 +146,7 @@ impl Ingest {
             };
             let store = PartitionWriter::open(&data_dir.partition_db(id), &options)?;
             let stats = Arc::new(PartitionStats::new(store.totals()));
+            let partition_metrics = metrics.partition(id);
             let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
             let worker = PartitionWorker {
                 id,
@@ -153,6 +157,7 @@ impl Ingest {
                 batch_max_events: settings.batch_max_events,
                 batch_linger: settings.batch_linger,
                 stats: stats.clone(),
+                metrics: partition_metrics.clone(),
             };
             tasks.push(tokio::spawn(worker.run()));
             partitions.push(PartitionHandle {
@@ -160,6 +165,7 @@ impl Ingest {
                 capacity: Arc::new(Semaphore::new(settings.queue_capacity)),
                 queue_capacity: settings.queue_capacity,
                 stats,
+                metrics: partition_metrics,
             });
         }
         Ok((

@@ -15,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use super::batch::Batch;
 use super::{CommitFailed, Job, JobOutcome};
 use crate::dedup::DedupCache;
+use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
 use crate::store::{PartitionWriter, StoreError, Totals};
 
@@ -29,6 +30,7 @@ pub(super) struct PartitionWorker {
     pub(super) batch_max_events: usize,
     pub(super) batch_linger: Duration,
     pub(super) stats: Arc<PartitionStats>,
+    pub(super) metrics: PartitionMetrics,
 }
 
 impl PartitionWorker {
@@ -49,10 +51,11 @@ impl PartitionWorker {
             let Some(first) = first else { break };
             let jobs = gather(&mut self.queue, &mut batch, first, self.batch_linger).await;
             let (store, cache) = state.take().expect("state is put back after every batch");
+            let metrics = self.metrics.clone();
             let committed = tokio::task::spawn_blocking(move || {
                 let mut store = store;
                 let mut cache = cache;
-                let result = process_batch(&mut store, &mut cache, &jobs);
+                let result = process_batch(&mut store, &mut cache, &jobs, &metrics);
                 (store, cache, jobs, result)
             })
             .await;
@@ -108,6 +111,7 @@ fn process_batch(
     store: &mut PartitionWriter,
     cache: &mut DedupCache,
     jobs: &[Job],
+    metrics: &PartitionMetrics,
 ) -> Result<Vec<JobOutcome>, StoreError> {
     let mut candidates = Vec::new();
     // Per event in batch order: Some(index into candidates) or None for a cache hit.
@@ -122,7 +126,13 @@ fn process_batch(
         }
     }
     let cached_duplicates = (slots.len() - candidates.len()) as u64;
-    let inserted = store.commit_batch(&candidates, cached_duplicates)?;
+    let started = std::time::Instant::now();
+    let inserted = store.commit_batch(&candidates, cached_duplicates);
+    metrics
+        .commit_duration
+        .record(started.elapsed().as_secs_f64());
+    let inserted = inserted?;
+    metrics.batch_size.record(slots.len() as f64);
     // Committed: every candidate's key is now in the database, new or not.
     for event in &candidates {
         cache.insert(&event.topic, &event.event_id);

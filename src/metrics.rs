@@ -1,0 +1,221 @@
+//! Every metric the service exports, described once, and the Prometheus rendering.
+//!
+//! The recorder is owned by the service (not installed globally), so several services in one
+//! process (the tests) never share numbers. Counters that `/stats` also shows are not counted
+//! twice: at render time they are set (`absolute`) from the same atomics `/stats` reads, which
+//! start from the stored lifetime totals, so `/stats` and `/metrics` can never disagree and a
+//! restart never resets them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::ingest::PartitionHandle;
+use crate::stats::ServiceStats;
+use crate::store::Totals;
+
+pub const RECEIVED: &str = "aggregator_events_received_total";
+pub const UNIQUE: &str = "aggregator_events_unique_total";
+pub const DUPLICATE: &str = "aggregator_events_duplicate_total";
+pub const REJECTED: &str = "aggregator_events_rejected_total";
+pub const QUEUE_DEPTH: &str = "aggregator_partition_queue_depth";
+pub const PARTITION_UP: &str = "aggregator_partition_up";
+pub const BATCH_SIZE: &str = "aggregator_batch_size";
+pub const COMMIT_DURATION: &str = "aggregator_commit_duration_seconds";
+pub const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
+pub const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
+pub const UPTIME: &str = "aggregator_uptime_seconds";
+
+/// Events per commit: from a lone event to the largest batches.
+const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+/// One SQLite transaction: ~100 µs for a few events to seconds on a stalled disk.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// A whole publish, queueing included, up to the enqueue timeout and beyond.
+const PUBLISH_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Handles to the service's metrics. Cheap to clone (everything inside is shared).
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    received: Counter,
+    unique: Counter,
+    duplicate: Counter,
+    rejected: Counter,
+    uptime: Gauge,
+    publish_duration: Histogram,
+}
+
+/// The metrics one partition worker records.
+#[derive(Clone)]
+pub struct PartitionMetrics {
+    pub batch_size: Histogram,
+    pub commit_duration: Histogram,
+    queue_depth: Gauge,
+    up: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PartitionMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let buckets = |builder: PrometheusBuilder, name: &str, values: &[f64]| {
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.into()), values)
+                .expect("bucket lists are non-empty constants")
+        };
+        let builder = buckets(PrometheusBuilder::new(), BATCH_SIZE, BATCH_SIZE_BUCKETS);
+        let builder = buckets(builder, COMMIT_DURATION, COMMIT_BUCKETS);
+        let builder = buckets(builder, PUBLISH_DURATION, PUBLISH_BUCKETS);
+        let recorder = Arc::new(builder.build_recorder());
+        let handle = recorder.handle();
+        describe(&recorder);
+        let counter = |name: &'static str| {
+            recorder.register_counter(&Key::from_static_name(name), &metadata())
+        };
+        Self {
+            received: counter(RECEIVED),
+            unique: counter(UNIQUE),
+            duplicate: counter(DUPLICATE),
+            rejected: counter(REJECTED),
+            uptime: recorder.register_gauge(&Key::from_static_name(UPTIME), &metadata()),
+            publish_duration: recorder
+                .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
+            recorder,
+            handle,
+        }
+    }
+
+    /// The metrics of partition `id`.
+    pub fn partition(&self, id: usize) -> PartitionMetrics {
+        let key = |name: &'static str| {
+            Key::from_parts(name, vec![Label::new("partition", id.to_string())])
+        };
+        PartitionMetrics {
+            batch_size: self
+                .recorder
+                .register_histogram(&key(BATCH_SIZE), &metadata()),
+            commit_duration: self
+                .recorder
+                .register_histogram(&key(COMMIT_DURATION), &metadata()),
+            queue_depth: self.recorder.register_gauge(&key(QUEUE_DEPTH), &metadata()),
+            up: self
+                .recorder
+                .register_gauge(&key(PARTITION_UP), &metadata()),
+        }
+    }
+
+    pub fn record_publish(&self, elapsed: Duration) {
+        self.publish_duration.record(elapsed.as_secs_f64());
+    }
+
+    /// Counts one HTTP request by route template (never the raw path) and status.
+    pub fn record_request(&self, route: &str, status: u16) {
+        let labels = vec![
+            Label::new("route", route.to_string()),
+            Label::new("status", status.to_string()),
+        ];
+        self.recorder
+            .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &metadata())
+            .increment(1);
+    }
+
+    /// Prometheus text: first brings the `/stats` numbers up to date, then renders.
+    pub fn render(&self, partitions: &[PartitionHandle], service: &ServiceStats) -> String {
+        let mut totals = Totals::default();
+        for partition in partitions {
+            totals += partition.stats.totals();
+            partition
+                .metrics
+                .queue_depth
+                .set(partition.queue_depth() as f64);
+            let up = partition.stats.worker_alive() && partition.stats.store_ok();
+            partition.metrics.up.set(if up { 1.0 } else { 0.0 });
+        }
+        self.received.absolute(totals.received);
+        self.unique.absolute(totals.unique_processed);
+        self.duplicate.absolute(totals.duplicate_dropped);
+        self.rejected.absolute(service.rejected());
+        self.uptime.set(service.uptime_seconds());
+        self.handle.render()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn metadata() -> metrics::Metadata<'static> {
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let describe_counter = |name: &'static str, text: &'static str| {
+        recorder.describe_counter(name.into(), None, text.into());
+    };
+    describe_counter(
+        RECEIVED,
+        "Events received in accepted publishes (lifetime, stored with the events).",
+    );
+    describe_counter(UNIQUE, "Events stored for the first time (lifetime).");
+    describe_counter(
+        DUPLICATE,
+        "Events dropped as duplicates of stored ones (lifetime).",
+    );
+    describe_counter(
+        REJECTED,
+        "Events refused by validation (422) since this process started.",
+    );
+    describe_counter(
+        HTTP_REQUESTS,
+        "HTTP requests by route template and status code.",
+    );
+    recorder.describe_gauge(
+        QUEUE_DEPTH.into(),
+        None,
+        "Events accepted by a partition and not yet committed and answered.".into(),
+    );
+    recorder.describe_gauge(
+        PARTITION_UP.into(),
+        None,
+        "1 when the partition's worker runs and its last commit succeeded.".into(),
+    );
+    recorder.describe_gauge(
+        UPTIME.into(),
+        Some(Unit::Seconds),
+        "Seconds since this process started.".into(),
+    );
+    recorder.describe_histogram(BATCH_SIZE.into(), None, "Events per SQLite commit.".into());
+    recorder.describe_histogram(
+        COMMIT_DURATION.into(),
+        Some(Unit::Seconds),
+        "Duration of one batch commit.".into(),
+    );
+    recorder.describe_histogram(
+        PUBLISH_DURATION.into(),
+        Some(Unit::Seconds),
+        "Duration of POST /publish, from request to reply.".into(),
+    );
+}
