@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -54,6 +55,10 @@ pub struct Metrics {
     rejected: Counter,
     uptime: Gauge,
     publish_duration: Histogram,
+    /// `aggregator_http_requests_total` handles by (route, status), registered on first use.
+    /// Routes are `&'static str` from a fixed list, so the map stays small; a lookup neither
+    /// allocates nor takes the registry lock.
+    requests: Arc<DashMap<(&'static str, u16), Counter, ahash::RandomState>>,
 }
 
 /// The metrics one partition worker records.
@@ -101,6 +106,7 @@ impl Metrics {
             uptime: recorder.register_gauge(&Key::from_static_name(UPTIME), &metadata()),
             publish_duration: recorder
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
+            requests: Arc::default(),
             recorder,
             handle,
         }
@@ -129,15 +135,21 @@ impl Metrics {
         self.publish_duration.record(elapsed.as_secs_f64());
     }
 
-    /// Counts one HTTP request by route template (never the raw path) and status.
-    pub fn record_request(&self, route: &str, status: u16) {
+    /// Counts one HTTP request by route (from a fixed list, never the raw path) and status.
+    pub fn record_request(&self, route: &'static str, status: u16) {
+        if let Some(counter) = self.requests.get(&(route, status)) {
+            counter.increment(1);
+            return;
+        }
         let labels = vec![
-            Label::new("route", route.to_string()),
+            Label::new("route", route),
             Label::new("status", status.to_string()),
         ];
-        self.recorder
-            .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &metadata())
-            .increment(1);
+        let counter = self
+            .recorder
+            .register_counter(&Key::from_parts(HTTP_REQUESTS, labels), &metadata());
+        counter.increment(1);
+        self.requests.insert((route, status), counter);
     }
 
     /// Prometheus text: first brings the `/stats` numbers up to date, then renders.

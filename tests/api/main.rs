@@ -3,7 +3,9 @@
 mod bad_input;
 mod concurrency;
 mod helpers;
+mod metrics;
 mod model;
 mod pagination;
+mod prometheus;
 mod publish;
 mod restart;
