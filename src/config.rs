@@ -120,6 +120,12 @@ pub struct Config {
     #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Testing aid, hidden from --help: a partition worker panics while committing a batch that
+    /// holds an event of this topic. The test suite uses it to prove that a panic neither loses
+    /// acknowledged events nor silently stops the partition. Never set it in production.
+    #[arg(long, env = "AGG_DEBUG_PANIC_ON_TOPIC", hide = true)]
+    pub debug_panic_on_topic: Option<String>,
+
     /// On SIGTERM/SIGINT, how long to wait for in-flight requests and queued commits, in s.
     #[arg(long, env = "AGG_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout_secs: u64,
@@ -180,6 +186,7 @@ impl Config {
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },
+            panic_on_topic: self.debug_panic_on_topic.clone(),
         }
     }
 

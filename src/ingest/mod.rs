@@ -47,6 +47,8 @@ pub struct IngestSettings {
     /// SQLite page cache for all partition writers together, in KiB.
     pub page_cache_kib_total: u64,
     pub when_full: WhenFull,
+    /// Testing aid: see `Config::debug_panic_on_topic`.
+    pub panic_on_topic: Option<String>,
 }
 
 /// One request's events for one partition, with the channel to answer on.
@@ -144,7 +146,8 @@ impl Ingest {
                 durability: settings.durability,
                 page_cache_kib: settings.page_cache_kib_total / data_dir.partitions() as u64,
             };
-            let store = PartitionWriter::open(&data_dir.partition_db(id), &options)?;
+            let path = data_dir.partition_db(id);
+            let store = PartitionWriter::open(&path, &options)?;
             let stats = Arc::new(PartitionStats::new(store.totals()));
             let partition_metrics = metrics.partition(id);
             let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
@@ -154,6 +157,12 @@ impl Ingest {
                 drain: drain_rx.clone(),
                 store,
                 cache: DedupCache::new(settings.cache_keys_per_partition),
+                reopen: worker::Reopen {
+                    path,
+                    options,
+                    cache_keys: settings.cache_keys_per_partition,
+                },
+                panic_on_topic: settings.panic_on_topic.clone(),
                 batch_max_events: settings.batch_max_events,
                 batch_linger: settings.batch_linger,
                 stats: stats.clone(),

@@ -6,6 +6,7 @@
 //! async threads never block, and while one batch commits the next one queues up behind it,
 //! which is what turns many concurrent single-event requests into one group commit.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use super::{CommitFailed, Job, JobOutcome};
 use crate::dedup::DedupCache;
 use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
-use crate::store::{PartitionWriter, StoreError, Totals};
+use crate::store::{PartitionWriter, StoreError, Totals, WriterOptions};
 
 pub(super) struct PartitionWorker {
     pub(super) id: usize,
@@ -27,24 +28,83 @@ pub(super) struct PartitionWorker {
     pub(super) drain: watch::Receiver<bool>,
     pub(super) store: PartitionWriter,
     pub(super) cache: DedupCache,
+    /// How to open the store and cache again after a panic lost them.
+    pub(super) reopen: Reopen,
     pub(super) batch_max_events: usize,
     pub(super) batch_linger: Duration,
     pub(super) stats: Arc<PartitionStats>,
     pub(super) metrics: PartitionMetrics,
+    /// Testing aid (`--debug-panic-on-topic`): panic while committing a batch holding this topic.
+    pub(super) panic_on_topic: Option<String>,
+}
+
+pub(super) struct Reopen {
+    pub(super) path: PathBuf,
+    pub(super) options: WriterOptions,
+    pub(super) cache_keys: usize,
+}
+
+/// How often a worker whose last commit failed tries a one-row write, so readiness turns
+/// green again when the fault (lock, full disk) is gone even if no publish arrives.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the worker does next.
+enum Next {
+    Job(Option<Job>),
+    Drain,
+    Probe,
+}
+
+/// Marks the partition dead however the worker ends, a panic of the task included.
+struct AliveGuard(Arc<PartitionStats>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.set_worker_alive(false);
+    }
 }
 
 impl PartitionWorker {
     pub(super) async fn run(mut self) {
+        let _alive = AliveGuard(self.stats.clone());
         let mut batch = Batch::new(self.batch_max_events);
         let mut draining = false;
         let mut state = Some((self.store, self.cache));
+        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let first = tokio::select! {
-                job = self.queue.recv() => job,
-                _ = self.drain.wait_for(|drain| *drain), if !draining => {
+            let next = tokio::select! {
+                job = self.queue.recv() => Next::Job(job),
+                _ = self.drain.wait_for(|drain| *drain), if !draining => Next::Drain,
+                _ = probe.tick(), if !self.stats.store_ok() => Next::Probe,
+            };
+            let first = match next {
+                Next::Job(job) => job,
+                Next::Drain => {
                     // Refuse new jobs but keep receiving the ones already queued.
                     self.queue.close();
                     draining = true;
+                    continue;
+                }
+                Next::Probe => {
+                    let (mut store, cache) =
+                        state.take().expect("state is put back after every use");
+                    let (store, probed) = tokio::task::spawn_blocking(move || {
+                        let probed = store.probe();
+                        (store, probed)
+                    })
+                    .await
+                    .expect("the probe does not panic");
+                    match probed {
+                        Ok(()) => {
+                            tracing::info!(partition = self.id, "store writable again");
+                            self.stats.set_store_ok(true);
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = self.id, error = %e, "store still failing")
+                        }
+                    }
+                    state = Some((store, cache));
                     continue;
                 }
             };
@@ -52,26 +112,50 @@ impl PartitionWorker {
             let jobs = gather(&mut self.queue, &mut batch, first, self.batch_linger).await;
             let (store, cache) = state.take().expect("state is put back after every batch");
             let metrics = self.metrics.clone();
+            let panic_on_topic = self.panic_on_topic.clone();
             let committed = tokio::task::spawn_blocking(move || {
                 let mut store = store;
                 let mut cache = cache;
+                if let Some(topic) = panic_on_topic
+                    && jobs
+                        .iter()
+                        .flat_map(|j| &j.events)
+                        .any(|e| e.topic == topic)
+                {
+                    panic!("injected fault: --debug-panic-on-topic {topic}");
+                }
                 let result = process_batch(&mut store, &mut cache, &jobs, &metrics);
                 (store, cache, jobs, result)
             })
             .await;
-            let (store, cache, jobs, result) = match committed {
-                Ok(parts) => parts,
-                Err(e) => {
-                    // The store and the batch's jobs went down with the panic; their
-                    // requests see a dropped reply and answer 503. Readiness turns red.
-                    tracing::error!(partition = self.id, error = %e, "partition worker panicked");
-                    break;
+            match committed {
+                Ok((store, cache, jobs, result)) => {
+                    answer(self.id, &self.stats, store.totals(), jobs, result);
+                    if !self.stats.store_ok() {
+                        // Probe a full interval after the failure, not at once: an overdue tick
+                        // would fire immediately and flip readiness back before anyone saw it.
+                        probe.reset();
+                    }
+                    state = Some((store, cache));
                 }
-            };
-            answer(self.id, &self.stats, store.totals(), jobs, result);
-            state = Some((store, cache));
+                Err(e) => {
+                    // The store, the cache and the batch's jobs went down with the panic; those
+                    // requests see a dropped reply and answer 503 (nothing of the batch was
+                    // committed: its transaction died with its connection). Start afresh.
+                    tracing::error!(partition = self.id, error = %e, "partition worker panicked; reopening its store");
+                    match PartitionWriter::open(&self.reopen.path, &self.reopen.options) {
+                        Ok(store) => {
+                            self.stats.publish_totals(store.totals());
+                            state = Some((store, DedupCache::new(self.reopen.cache_keys)));
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = self.id, error = %e, "cannot reopen the store; partition stopped, readiness is red");
+                            break;
+                        }
+                    }
+                }
+            }
         }
-        self.stats.set_worker_alive(false);
         tracing::debug!(partition = self.id, "partition worker stopped");
     }
 }

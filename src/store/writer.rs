@@ -147,6 +147,23 @@ impl PartitionWriter {
         Ok(inserted)
     }
 
+    /// A one-row write in its own transaction (the counters row, unchanged): proves the
+    /// database can take a commit again after a failure.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; UPDATE counters SET received = received WHERE id = 0; COMMIT;",
+            )
+            .map_err(|source| {
+                // A failed COMMIT can leave the transaction open; end it so the next batch can begin.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                }
+            })
+    }
+
     /// Hands the checkpoint to the background thread, and every so often enforces the WAL
     /// size bound in the foreground.
     fn after_commit(&mut self) {

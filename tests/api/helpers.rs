@@ -169,7 +169,26 @@ pub(crate) struct BinaryApp {
 
 impl BinaryApp {
     pub(crate) fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+        Self::start_with(data_dir, None)
+    }
+
+    /// With `file_size_blocks`, the binary runs under `ulimit -f <blocks>` with SIGXFSZ
+    /// ignored: writes past the limit fail like writes to a full disk.
+    pub(crate) fn start_with(data_dir: &Path, file_size_blocks: Option<u64>) -> Self {
+        let binary = env!("CARGO_BIN_EXE_uts-aggregator");
+        let mut command = match file_size_blocks {
+            None => Command::new(binary),
+            Some(blocks) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary);
+                sh
+            }
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--partitions", "3"])
             .arg("--data-dir")
             .arg(data_dir)

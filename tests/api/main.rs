@@ -3,6 +3,7 @@
 mod bad_input;
 mod concurrency;
 mod crash;
+mod faults;
 mod helpers;
 mod metrics;
 mod model;
