@@ -23,6 +23,10 @@ pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1_000;
 pub const DEFAULT_ENQUEUE_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_SQLITE_CACHE_MIB: u64 = 64;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_INFLIGHT_BODY_MIB: usize = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -120,6 +124,23 @@ pub struct Config {
     #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Open connections at most; past it, new connections wait in the kernel's backlog.
+    #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers (a slowloris client is cut off).
+    #[arg(long, env = "AGG_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body (slower: 408).
+    #[arg(long, env = "AGG_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout_secs: u64,
+
+    /// Request bodies being read or processed at once, in MiB; past it publishes wait up to
+    /// the enqueue timeout, then get 503. Bounds memory whatever the number of connections.
+    #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
+    pub max_inflight_body_mib: usize,
+
     /// Testing aid, hidden from --help: a partition worker panics while committing a batch that
     /// holds an event of this topic. The test suite uses it to prove that a panic neither loses
     /// acknowledged events nor silently stops the partition. Never set it in production.
@@ -142,6 +163,10 @@ pub enum ConfigError {
     QueueSmallerThanRequest { queue: usize, request: usize },
     #[error("--queue-capacity must be at most {max}")]
     QueueTooLarge { max: usize },
+    #[error(
+        "--max-inflight-body-mib ({budget_mib} MiB) must hold at least one --max-body-bytes body ({body} bytes)"
+    )]
+    BodyBudgetTooSmall { budget_mib: usize, body: usize },
 }
 
 impl Config {
@@ -167,6 +192,12 @@ impl Config {
                 request: self.max_events_per_request,
             });
         }
+        if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes {
+            return Err(ConfigError::BodyBudgetTooSmall {
+                budget_mib: self.max_inflight_body_mib,
+                body: self.max_body_bytes,
+            });
+        }
         // tokio's semaphore holds at most usize::MAX >> 3 permits; far above any sane value.
         let max = u32::MAX as usize;
         if self.queue_capacity > max {
@@ -190,11 +221,25 @@ impl Config {
         }
     }
 
+    pub fn serve_limits(&self) -> crate::http::server::ServeLimits {
+        crate::http::server::ServeLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+        }
+    }
+
+    /// The body budget in KiB permits.
+    pub fn body_budget_kib(&self) -> usize {
+        self.max_inflight_body_mib.saturating_mul(1024)
+    }
+
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
             max_body_bytes: self.max_body_bytes,
             max_events_per_request: self.max_events_per_request,
             retry_after_secs: self.enqueue_timeout_ms.div_ceil(1000).max(1),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            enqueue_timeout: Duration::from_millis(self.enqueue_timeout_ms),
         }
     }
 

@@ -358,6 +358,35 @@ mod tests {
         assert_eq!(first_element_deeper_than(r#"[{}, {"a":{}}]"#, 2), Some(1));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2_000),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Fuzzing the parser (cargo-fuzz needs a nightly toolchain this project does not
+        /// use): arbitrary bytes and JSON-ish token soup never panic, and every answer is one
+        /// of the defined outcomes. `FUZZ_CASES=200000 cargo test --lib fuzz` runs it longer.
+        #[test]
+        fn fuzz_parser_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            soup in proptest::collection::vec(
+                proptest::sample::select(vec!["[", "]", "{", "}", ",", ":", "\"topic\"", "\"payload\"",
+                    "\"event_id\"", "\"timestamp\"", "\"2025-10-24T00:00:00Z\"", "\"x\"", "1", "null", "\"\\u0000\""]),
+                0..60,
+            ),
+        ) {
+            let _ = parse_publish_body(&bytes, 10);
+            let text = soup.concat();
+            match parse_publish_body(text.as_bytes(), 10) {
+                Ok(events) => proptest::prop_assert!(!events.is_empty() && events.len() <= 10),
+                Err(RequestError::Invalid(details)) => proptest::prop_assert!(!details.is_empty()),
+                Err(_) => {}
+            }
+        }
+    }
+
     #[test]
     fn unknown_fields_are_ignored_and_empty_source_is_allowed() {
         let body = r#"{"topic":"t","event_id":"1","timestamp":"2025-10-24T07:00:00+07:00","source":"","payload":{},"extra":1}"#;

@@ -88,6 +88,7 @@ pub async fn run(
         config.http_limits(),
         config.api_token.clone(),
         metrics,
+        config.body_budget_kib(),
     ));
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -101,18 +102,22 @@ pub async fn run(
     // Fires when shutdown begins, so the grace period can start counting.
     let (began, mut began_rx) = tokio::sync::watch::channel(false);
     let signal_state = state.clone();
-    let server =
-        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+    let server = http::server::serve(
+        listener,
+        http::router(state.clone()),
+        config.serve_limits(),
+        async move {
             shutdown.await;
             signal_state.begin_shutdown();
             let _ = began.send(true);
-        });
+        },
+    );
     let grace = async {
         let _ = began_rx.wait_for(|b| *b).await;
         tokio::time::sleep(deadline).await;
     };
     tokio::select! {
-        result = server => result?,
+        () = server => {}
         () = grace => tracing::warn!("connections still open after the shutdown timeout; closing them"),
     }
     if !workers.drain(deadline).await {

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// 408: the request body did not arrive within the body timeout.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413: body over the byte limit or more events than max-batch.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -55,6 +58,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,

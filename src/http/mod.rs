@@ -5,6 +5,7 @@ pub mod error;
 mod events;
 mod health;
 mod publish;
+pub mod server;
 mod stats;
 
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct HttpLimits {
     pub max_events_per_request: usize,
     /// `Retry-After` sent with an overload 503.
     pub retry_after_secs: u64,
+    /// Time allowed to receive a whole request body (slow senders get 408).
+    pub body_timeout: std::time::Duration,
+    /// How long a publish waits for body budget or queue space before 503.
+    pub enqueue_timeout: std::time::Duration,
 }
 
 /// Everything a handler needs; shared by all handlers for the life of the server.
@@ -43,6 +48,9 @@ pub struct AppState {
     pub limits: HttpLimits,
     pub api_token: Option<String>,
     pub metrics: Metrics,
+    /// Budget of request-body bytes being read or processed, in KiB permits: bounds the memory
+    /// of concurrent publishes whatever the number of connections.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     shutting_down: AtomicBool,
 }
@@ -54,8 +62,10 @@ impl AppState {
         limits: HttpLimits,
         api_token: Option<String>,
         metrics: Metrics,
+        body_budget_kib: usize,
     ) -> Self {
         Self {
+            body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib)),
             ingest,
             readers,
             service_stats: ServiceStats::new(),

@@ -25,7 +25,31 @@ pub(super) async fn publish(
         return Err(ApiError::ShuttingDown);
     }
     let limit = state.limits.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    // Reserve this body's share of the in-flight budget before reading it (the declared length
+    // when there is one, else the limit); held until the reply, parsed events included.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(limit);
+    if declared > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "request body is larger than {limit} bytes"
+        )));
+    }
+    let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let _budget = tokio::time::timeout(
+        state.limits.enqueue_timeout,
+        state.body_budget.clone().acquire_many_owned(kib),
+    )
+    .await
+    .map_err(|_| ApiError::Overloaded {
+        retry_after_secs: state.limits.retry_after_secs,
+    })?
+    .map_err(|_| ApiError::ShuttingDown)?;
+    let read = tokio::time::timeout(state.limits.body_timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?;
+    let bytes = read.map_err(|e| {
         if is_length_limit(&e) {
             ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes"))
         } else {
