@@ -136,8 +136,9 @@ pub struct Config {
     #[arg(long, env = "AGG_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
     pub body_timeout_secs: u64,
 
-    /// Request bodies being read or processed at once, in MiB; past it publishes wait up to
-    /// the enqueue timeout, then get 503. Bounds memory whatever the number of connections.
+    /// Memory for publishes in progress, in MiB: each holds 3× its body size (body plus parsed
+    /// events) from before the read until the reply; past the budget publishes wait up to the
+    /// enqueue timeout, then get 503. Bounds memory whatever the number of connections.
     #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
     pub max_inflight_body_mib: usize,
 
@@ -164,7 +165,8 @@ pub enum ConfigError {
     #[error("--queue-capacity must be at most {max}")]
     QueueTooLarge { max: usize },
     #[error(
-        "--max-inflight-body-mib ({budget_mib} MiB) must hold at least one --max-body-bytes body ({body} bytes)"
+        "--max-inflight-body-mib ({budget_mib} MiB) must hold at least one --max-body-bytes \
+         body ({body} bytes) and its parsed events (3× the body)"
     )]
     BodyBudgetTooSmall { budget_mib: usize, body: usize },
 }
@@ -192,7 +194,8 @@ impl Config {
                 request: self.max_events_per_request,
             });
         }
-        if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes {
+        let per_byte = crate::http::MEMORY_PER_BODY_BYTE;
+        if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes * per_byte {
             return Err(ConfigError::BodyBudgetTooSmall {
                 budget_mib: self.max_inflight_body_mib,
                 body: self.max_body_bytes,

@@ -24,6 +24,7 @@ use crate::stats::ServiceStats;
 use crate::store::PartitionReader;
 
 pub use events::MAX_PAGE;
+pub(crate) use publish::MEMORY_PER_BODY_BYTE;
 
 /// Request limits enforced before anything is enqueued.
 #[derive(Debug, Clone, Copy)]

@@ -14,6 +14,10 @@ use super::error::ApiError;
 use crate::event::{RequestError, parse_publish_body};
 use crate::ingest::PublishOutcome;
 
+/// Memory a publish holds per body byte: the body, plus its parsed events (owned strings and
+/// the raw payload), measured at about twice the body's size.
+pub(crate) const MEMORY_PER_BODY_BYTE: usize = 3;
+
 pub(super) async fn publish(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -25,8 +29,9 @@ pub(super) async fn publish(
         return Err(ApiError::ShuttingDown);
     }
     let limit = state.limits.max_body_bytes;
-    // Reserve this body's share of the in-flight budget before reading it (the declared length
-    // when there is one, else the limit); held until the reply, parsed events included.
+    // Reserve this request's share of the in-flight budget before reading the body (the
+    // declared length when there is one, else the limit), times what the parsed events add;
+    // held until the reply.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
@@ -36,7 +41,8 @@ pub(super) async fn publish(
             "request body is larger than {limit} bytes"
         )));
     }
-    let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let kib =
+        u32::try_from((declared * MEMORY_PER_BODY_BYTE).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let _budget = tokio::time::timeout(
         state.limits.enqueue_timeout,
         state.body_budget.clone().acquire_many_owned(kib),

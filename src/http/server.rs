@@ -15,6 +15,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Largest read buffer of one connection. hyper's default (~400 KB) let every connection
+/// buffer most of a large body before its handler ran; bodies are read in chunks anyway.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
@@ -57,6 +61,7 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
