@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::http::HttpLimits;
+use crate::http::{HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
 use crate::store::Durability;
 
@@ -78,7 +78,12 @@ pub struct Config {
 
     /// Require `Authorization: Bearer <token>` on POST /publish and GET /events. Unset = no auth.
     #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
+
+    /// A file of accepted tokens, one per line (blank lines and `#` comments ignored), in
+    /// addition to --api-token: rotate by adding the new token, moving clients, removing the old.
+    #[arg(long, env = "AGG_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
 
     /// Events each partition queue holds before publishes wait (then get 503).
     #[arg(long, env = "AGG_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
@@ -155,6 +160,13 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("cannot read --api-token-file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--api-token-file {0} holds no token; refusing to start without the auth it asks for")]
+    EmptyTokenFile(PathBuf),
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
     #[error(
@@ -222,6 +234,28 @@ impl Config {
             },
             panic_on_topic: self.debug_panic_on_topic.clone(),
         }
+    }
+
+    /// Every accepted token: --api-token plus the lines of --api-token-file.
+    pub fn api_tokens(&self) -> Result<Vec<Secret>, ConfigError> {
+        let mut tokens: Vec<Secret> = self.api_token.iter().cloned().collect();
+        if let Some(path) = &self.api_token_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            let from_file: Vec<Secret> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(Secret::new)
+                .collect();
+            if from_file.is_empty() {
+                return Err(ConfigError::EmptyTokenFile(path.clone()));
+            }
+            tokens.extend(from_file);
+        }
+        Ok(tokens)
     }
 
     pub fn serve_limits(&self) -> crate::http::server::ServeLimits {

@@ -86,7 +86,7 @@ pub async fn run(
         ingest,
         readers,
         config.http_limits(),
-        config.api_token.clone(),
+        config.api_tokens()?,
         metrics,
         config.body_budget_kib(),
     ));

@@ -1,20 +1,59 @@
-//! The optional bearer token. Compared in constant time so the token cannot be guessed
-//! byte by byte from response timing; never logged.
+//! The optional bearer tokens. Compared in constant time so a token cannot be guessed byte by
+//! byte from response timing; held in [`Secret`], whose `Debug` never shows it, so a token
+//! cannot reach a log line by accident.
 
 use axum::http::{HeaderMap, header};
 
 use super::error::ApiError;
 
-/// Accepts the request when no token is configured or it carries `Authorization: Bearer <token>`.
-pub(super) fn authorize(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
+/// A token; `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+/// Accepts the request when no token is configured or it carries
+/// `Authorization: Bearer <token>` for one of them. Every token is compared, so the time does
+/// not tell which one nearly matched.
+pub(super) fn authorize(tokens: &[Secret], headers: &HeaderMap) -> Result<(), ApiError> {
+    if tokens.is_empty() {
         return Ok(());
-    };
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    if constant_time_eq(expected.as_bytes(), given) {
+    let matched = tokens.iter().fold(false, |found, token| {
+        found | constant_time_eq(token.expose(), given)
+    });
+    if matched {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -34,6 +73,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn any_configured_token_is_accepted() {
+        let tokens = [Secret::new("a"), Secret::new("b")];
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer b".parse().unwrap());
+        assert!(authorize(&tokens, &headers).is_ok());
+        headers.insert(header::AUTHORIZATION, "Bearer c".parse().unwrap());
+        assert!(authorize(&tokens, &headers).is_err());
+        assert!(authorize(&[], &HeaderMap::new()).is_ok());
+    }
 
     #[test]
     fn constant_time_eq_compares_whole_values() {

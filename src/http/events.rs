@@ -42,7 +42,7 @@ pub(super) async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(state.api_token.as_deref(), &headers)?;
+    authorize(&state.api_tokens, &headers)?;
     let query: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     let limit = parse_limit(query.limit.as_deref())?;

@@ -1,6 +1,7 @@
 //! The HTTP API of `../API.md`: one file per endpoint group, errors in [`error`].
 
 mod auth;
+pub use auth::Secret;
 pub mod error;
 mod events;
 mod health;
@@ -47,7 +48,8 @@ pub struct AppState {
     pub readers: Vec<PartitionReader>,
     pub service_stats: ServiceStats,
     pub limits: HttpLimits,
-    pub api_token: Option<String>,
+    /// Accepted bearer tokens; empty = no auth.
+    pub api_tokens: Vec<Secret>,
     pub metrics: Metrics,
     /// Budget of request-body bytes being read or processed, in KiB permits: bounds the memory
     /// of concurrent publishes whatever the number of connections.
@@ -61,7 +63,7 @@ impl AppState {
         ingest: Ingest,
         readers: Vec<PartitionReader>,
         limits: HttpLimits,
-        api_token: Option<String>,
+        api_tokens: Vec<Secret>,
         metrics: Metrics,
         body_budget_kib: usize,
     ) -> Self {
@@ -71,7 +73,7 @@ impl AppState {
             readers,
             service_stats: ServiceStats::new(),
             limits,
-            api_token,
+            api_tokens,
             metrics,
             shutting_down: AtomicBool::new(false),
         }

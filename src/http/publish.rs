@@ -23,7 +23,7 @@ pub(super) async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PublishOutcome>, ApiError> {
-    authorize(state.api_token.as_deref(), &headers)?;
+    authorize(&state.api_tokens, &headers)?;
     require_json(&headers)?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);

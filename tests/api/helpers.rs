@@ -165,6 +165,8 @@ pub(crate) fn event(topic: &str, id: &str) -> Value {
 pub(crate) struct BinaryApp {
     pub(crate) child: Child,
     pub(crate) address: String,
+    /// Every line the binary printed (JSON logs), collected as it runs.
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryApp {
@@ -175,6 +177,15 @@ impl BinaryApp {
     /// With `file_size_blocks`, the binary runs under `ulimit -f <blocks>` with SIGXFSZ
     /// ignored: writes past the limit fail like writes to a full disk.
     pub(crate) fn start_with(data_dir: &Path, file_size_blocks: Option<u64>) -> Self {
+        Self::start_full(data_dir, file_size_blocks, &[])
+    }
+
+    /// Like `start`, with extra command-line arguments.
+    pub(crate) fn start_args(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_full(data_dir, None, extra)
+    }
+
+    fn start_full(data_dir: &Path, file_size_blocks: Option<u64>, extra: &[&str]) -> Self {
         let binary = env!("CARGO_BIN_EXE_uts-aggregator");
         let mut command = match file_size_blocks {
             None => Command::new(binary),
@@ -192,27 +203,39 @@ impl BinaryApp {
             .args(["serve", "--listen", "127.0.0.1:0", "--partitions", "3"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("AGG_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the binary");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = loop {
             let line = lines
                 .next()
                 .expect("binary exited before it was ready")
                 .unwrap();
-            let log: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if log["fields"]["message"] == "uts-aggregator ready" {
-                break format!("http://{}", log["fields"]["listen"].as_str().unwrap());
+            log.lock().unwrap().push(line.clone());
+            let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if parsed["fields"]["message"] == "uts-aggregator ready" {
+                break format!("http://{}", parsed["fields"]["listen"].as_str().unwrap());
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, address }
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            address,
+            log,
+        }
     }
 
     pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real HTTP on ephemeral ports, real SQLite files.
 
+mod access;
 mod bad_input;
 mod concurrency;
 mod crash;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use uts_aggregator::http::Secret;
+
 use crate::helpers::{TestApp, event};
 
 /// Unlabelled samples of the exposition text, by metric name.
@@ -94,7 +96,7 @@ async fn lifetime_counters_continue_after_a_restart() {
 
 #[tokio::test]
 async fn metrics_stay_open_when_a_token_is_required() {
-    let app = TestApp::spawn_with(|c| c.api_token = Some("t0ken".into())).await;
+    let app = TestApp::spawn_with(|c| c.api_token = Some(Secret::new("t0ken"))).await;
     let (text, _) = scrape(&app).await;
     assert!(
         !text.contains("t0ken"),

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use uts_aggregator::http::Secret;
+
 use crate::helpers::{TestApp, event};
 
 #[tokio::test]
@@ -143,7 +145,7 @@ async fn health_and_readiness_answer_200_when_running() {
 
 #[tokio::test]
 async fn api_token_guards_publish_and_events_but_not_health() {
-    let app = TestApp::spawn_with(|c| c.api_token = Some("s3cret".into())).await;
+    let app = TestApp::spawn_with(|c| c.api_token = Some(Secret::new("s3cret"))).await;
     let (status, body) = app.publish(&event("t", "1")).await;
     assert_eq!((status, body["error"].as_str().is_some()), (401, true));
     assert_eq!(app.get("/events").await.status(), 401);

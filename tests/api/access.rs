@@ -1,0 +1,89 @@
+//! Access: tokens from a flag or a file, required on `/publish` and `/events` only, compared
+//! in constant time (unit-tested in `http::auth`), and never written to the log.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use uts_aggregator::RunError;
+use uts_aggregator::config::{Config, ConfigError};
+
+use crate::helpers::{BinaryApp, TestApp, event};
+
+async fn publish_with(app: &TestApp, token: Option<&str>) -> u16 {
+    let mut request = app
+        .client
+        .post(format!("{}/publish", app.address))
+        .json(&event("t", "1"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn every_token_of_the_token_file_is_accepted_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# rotated 2026-11\n\ntok-new\n  tok-old  \n").unwrap();
+    let app = TestApp::spawn_with(|c| c.api_token_file = Some(file)).await;
+    assert_eq!(publish_with(&app, Some("tok-new")).await, 200);
+    assert_eq!(publish_with(&app, Some("tok-old")).await, 200);
+    assert_eq!(publish_with(&app, Some("tok-other")).await, 401);
+    assert_eq!(publish_with(&app, None).await, 401);
+    assert_eq!(app.get("/events").await.status(), 401);
+    for open in ["/healthz", "/readyz", "/metrics", "/stats"] {
+        assert_eq!(app.get(open).await.status(), 200, "{open} stays open");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_token_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# nothing here\n").unwrap();
+    let mut config = Config::from_defaults();
+    config.data_dir = dir.path().join("data");
+    config.api_token_file = Some(file);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    assert!(
+        matches!(
+            result,
+            Err(RunError::Config(ConfigError::EmptyTokenFile(_)))
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_appear_in_the_log_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "zebra-7f3a-token";
+    let app = BinaryApp::start_args(dir.path(), &["--api-token", token]);
+    let client = reqwest::Client::new();
+    for given in [token, "wrong-token"] {
+        client
+            .post(format!("{}/publish", app.address))
+            .bearer_auth(given)
+            .json(&json!([event("t", "1"), event("t", "1")]))
+            .send()
+            .await
+            .unwrap();
+    }
+    app.signal(Signal::SIGTERM);
+    let log = app.log.clone();
+    tokio::task::spawn_blocking(move || app.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().any(|l| l.contains("duplicate dropped")),
+        "debug logs were on"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(token)),
+        "the token leaked into the log"
+    );
+}
