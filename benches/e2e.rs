@@ -64,6 +64,19 @@ fn main() {
         Some((ceiling, 0.8, "of 1")),
     );
     table.check(&batch);
+    let (batch_power, _) = runtime.block_on(scenario(
+        &work.path().join("batch-power"),
+        &["--durability", "power"],
+        &batch_plan,
+        load(500, 8, None, None),
+    ));
+    table.row(
+        "2p batch ingest as 2, --durability power (fsync per commit)",
+        batch_power.events_per_second,
+        "events/s",
+        Some((batch.events_per_second, 0.0, "of 2")),
+    );
+    table.check(&batch_power);
 
     // 3. Single-event ingest next to the HTTP ceiling.
     let single_plan = Arc::new(Plan::build(&spec(scaled(2_000_000.0), 0.2, 1, 100)));
@@ -90,6 +103,19 @@ fn main() {
         Some((http_ceiling.requests_per_second, 0.5, "of 3a")),
     );
     table.check(&single);
+    let (single_power, _) = runtime.block_on(scenario(
+        &work.path().join("single-power"),
+        &["--durability", "power"],
+        &single_plan,
+        load(1, 64, Some(single_secs), None),
+    ));
+    table.row(
+        "3p single-event ingest as 3b, --durability power",
+        single_power.requests_per_second,
+        "req/s",
+        Some((single.requests_per_second, 0.0, "of 3b")),
+    );
+    table.check(&single_power);
 
     // 4. Duplicate storm: 90% re-sends of recent events, cache on and off.
     let storm_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.9, 500, 100)));
@@ -216,6 +242,38 @@ fn main() {
         "MiB",
         Some((150.0, 1.0, "≤ 150 MiB")),
     );
+    // 8. Overload: small queues and one job per commit (a slow disk); a flood of 256
+    // connections sending 1000-event batches. The client retries every 503.
+    let flood_plan = Arc::new(Plan::build(&spec(scaled(400_000.0), 0.2, 1000, 100)));
+    let (flood, flood_rss) = runtime.block_on(scenario(
+        &work.path().join("flood"),
+        &[
+            "--queue-capacity",
+            "2000",
+            "--batch-max-events",
+            "1",
+            "--enqueue-timeout-ms",
+            "10",
+        ],
+        &flood_plan,
+        load(1000, 256, None, None),
+    ));
+    let attempts: u64 = flood.statuses.values().sum();
+    let refused = flood.statuses.get("503").copied().unwrap_or(0);
+    table.row(
+        &format!("8a overload flood: share of {attempts} attempts answered 503 (all retried)"),
+        100.0 * refused as f64 / attempts.max(1) as f64,
+        "%",
+        None,
+    );
+    table.row(
+        "8b overload flood: peak RSS of the service",
+        flood_rss as f64 / 1024.0,
+        "MiB",
+        Some((150.0, 1.0, "≤ 150 MiB")),
+    );
+    table.check(&flood);
+
     table.print();
 }
 
@@ -454,7 +512,8 @@ struct Table {
 }
 
 impl Table {
-    /// `target`: (reference, factor, label). For "≤" targets the factor is 1 and lower is better.
+    /// `target`: (reference, factor, label). For "≤" targets the factor is 1 and lower is
+    /// better; factor 0 shows the ratio to the reference without a target.
     fn row(&mut self, name: &str, value: f64, unit: &str, target: Option<(f64, f64, &str)>) {
         let verdict = match target {
             None => String::new(),
@@ -468,6 +527,7 @@ impl Table {
                     }
                 )
             }
+            Some((reference, 0.0, label)) => format!("{:.2}× {label}", value / reference),
             Some((reference, factor, label)) => {
                 let ratio = value / reference;
                 format!(

@@ -202,3 +202,45 @@ pub(super) fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
 fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Durability;
+
+    fn synchronous(durability: Durability) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            durability,
+            page_cache_kib: 1024,
+        };
+        let writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+        writer
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// `process` = NORMAL (1): the WAL is written before COMMIT returns, so a killed process
+    /// loses nothing acknowledged. `power` = FULL (2): the WAL is also fsynced per commit.
+    #[test]
+    fn durability_levels_set_the_sqlite_synchronous_mode() {
+        assert_eq!(synchronous(Durability::Process), 1);
+        assert_eq!(synchronous(Durability::Power), 2);
+    }
+
+    #[test]
+    fn journal_mode_is_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            durability: Durability::Process,
+            page_cache_kib: 1024,
+        };
+        let writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+        let mode: String = writer
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
