@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uts_aggregator::ingest::partition_of;
 
 use crate::crash::check_after_restart;
-use crate::helpers::{BinaryApp, TestApp, event};
+use crate::helpers::{BinaryApp, TestApp, event, start_fails};
 
 /// A topic other than `topic` that lives on the same partition (of 3).
 fn neighbour_of(topic: &str) -> String {
@@ -109,14 +109,11 @@ async fn a_corrupted_database_file_at_start_fails_with_the_file_named() {
         let _ = std::fs::remove_file(dir.path().join(format!("partition-001.db{suffix}")));
     }
     std::fs::write(&victim, vec![0x5a; 8192]).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
+    let text = start_fails(
+        Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path()),
+    );
     assert!(text.contains("partition-001.db"), "names the file: {text}");
     assert!(text.contains("not a database"), "names the cause: {text}");
 }
@@ -179,4 +176,23 @@ async fn a_full_disk_gives_503_and_loses_no_acknowledged_event() {
     let app = BinaryApp::start(dir.path());
     check_after_restart(&app.address, &acked, &acked).await;
     assert!(!acked.is_empty());
+}
+
+/// A data dir the service cannot write at start: simulated with a zero file-size limit,
+/// because the tests run as root, for whom a read-only mode does not apply (and a read-only
+/// mount needs privileges). Every write fails, as on a read-only filesystem.
+#[tokio::test]
+async fn an_unwritable_data_dir_at_start_fails_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(BinaryApp::start(dir.path()));
+    let text = start_fails(
+        Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args(["--listen", "127.0.0.1:0", "--partitions", "3", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert!(text.contains("partition-000.db"), "names the file: {text}");
+    assert!(text.contains("I/O error"), "names the cause: {text}");
 }

@@ -265,3 +265,10 @@ impl Drop for BinaryApp {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `command` (a start of the binary that must fail) and returns everything it printed.
+pub(crate) fn start_fails(command: &mut Command) -> String {
+    let output = command.output().expect("run the binary");
+    assert!(!output.status.success(), "the start was expected to fail");
+    String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crash::{Acked, check_after_restart, stats, stream_publishes};
-use crate::helpers::BinaryApp;
+use crate::helpers::{BinaryApp, start_fails};
 use nix::sys::signal::Signal;
 
 async fn run_stream_then(signal: Signal) {
@@ -66,14 +66,11 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 async fn restart_with_another_partition_count_fails_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     drop(BinaryApp::start(dir.path())); // created with 3 partitions, then killed
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
-        .args(["--listen", "127.0.0.1:0", "--partitions", "5", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
+    let text = start_fails(
+        std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args(["--listen", "127.0.0.1:0", "--partitions", "5", "--data-dir"])
+            .arg(dir.path()),
+    );
     assert!(
         text.contains("created with 3 partitions, but 5 were requested"),
         "{text}"
