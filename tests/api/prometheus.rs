@@ -135,6 +135,17 @@ async fn every_dashboard_query_returns_data_and_scraped_counters_equal_stats() {
     let target = app.address.trim_start_matches("http://").to_string();
     let prometheus = start_prometheus(&binary, &target).await;
 
+    // Start the load only once Prometheus scrapes the service, so the load spans several
+    // scrapes: otherwise every sample could hold the final values and every rate would be 0.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar(&query(&prometheus, "up{job=\"uts-aggregator\"}").await) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the service"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A few seconds of mixed traffic so every series exists and rates span several scrapes:
     // new events, duplicates, a 422, a 400 and a 404.
     let started = Instant::now();
@@ -208,5 +219,28 @@ async fn every_dashboard_query_returns_data_and_scraped_counters_equal_stats() {
             result[0]["value"]
         );
     }
+    // Not just present but meaningful: the load shows as a rate and as latency quantiles.
+    let received_rate = scalar(
+        &query(
+            &prometheus,
+            "sum(rate(aggregator_events_received_total[1m]))",
+        )
+        .await,
+    );
+    assert!(
+        received_rate.is_some_and(|r| r > 0.0),
+        "ingest rate {received_rate:?}"
+    );
+    let p99 = scalar(
+        &query(
+            &prometheus,
+            "histogram_quantile(0.99, sum by (le) (rate(aggregator_publish_duration_seconds_bucket[1m])))",
+        )
+        .await,
+    );
+    assert!(
+        p99.is_some_and(|s| s.is_finite() && s > 0.0),
+        "publish p99 {p99:?}"
+    );
     app.stop().await;
 }
