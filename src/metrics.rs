@@ -202,7 +202,7 @@ fn describe(recorder: &PrometheusRecorder) {
     );
     describe_counter(
         HTTP_REQUESTS,
-        "HTTP requests by route template and status code.",
+        "HTTP requests by route (one of the endpoints, or other) and status code.",
     );
     recorder.describe_gauge(
         QUEUE_DEPTH.into(),

@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::auth::authorize;
 use super::error::ApiError;
+use super::{AppState, blocking_read};
 use crate::ingest::partition_of;
 use crate::store::StoredEvent;
 
@@ -146,22 +146,6 @@ fn all_topics_page(
         }
     }
     Ok(rows)
-}
-
-async fn blocking_read<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(read).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "read failed");
-            Err(ApiError::Internal)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "read task panicked");
-            Err(ApiError::Internal)
-        }
-    }
 }
 
 impl Cursor {

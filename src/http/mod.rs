@@ -23,6 +23,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::stats::ServiceStats;
 use crate::store::PartitionReader;
+use error::ApiError;
 
 pub use events::MAX_PAGE;
 pub(crate) use publish::MEMORY_PER_BODY_BYTE;
@@ -86,6 +87,24 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs a blocking store read off the async threads. A failure or a panic is logged and
+/// answered with a generic 500.
+async fn blocking_read<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "read failed");
+            Err(ApiError::Internal)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "read task panicked");
+            Err(ApiError::Internal)
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, blocking_read};
 use crate::store::Totals;
 
 #[derive(Serialize)]
@@ -35,23 +35,15 @@ struct PartitionBody {
 
 pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<StatsBody>, ApiError> {
     let reader_state = state.clone();
-    let topics = tokio::task::spawn_blocking(move || {
+    let topics = blocking_read(move || {
         let mut topics = Vec::new();
         for reader in &reader_state.readers {
             topics.extend(reader.topics()?);
         }
         topics.sort_unstable();
-        Ok::<_, crate::store::StoreError>(topics)
+        Ok(topics)
     })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "topic read panicked");
-        ApiError::Internal
-    })?
-    .map_err(|e| {
-        tracing::error!(error = %e, "topic read failed");
-        ApiError::Internal
-    })?;
+    .await?;
 
     let mut totals = Totals::default();
     let partitions = state

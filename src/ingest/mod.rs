@@ -285,12 +285,13 @@ impl Workers {
     pub async fn drain(self, deadline: Duration) -> bool {
         // Receivers live as long as the workers; if all are gone there is nothing to signal.
         let _ = self.drain.send(true);
-        let all = futures_join_all(self.tasks);
+        let all = join_workers(self.tasks);
         tokio::time::timeout(deadline, all).await.is_ok()
     }
 }
 
-async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+/// Awaits every worker task in turn, logging any that panicked.
+async fn join_workers(tasks: Vec<JoinHandle<()>>) {
     for task in tasks {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "partition worker ended abnormally");

@@ -186,7 +186,7 @@ impl PartitionWriter {
     }
 }
 
-pub(super) fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
+fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
     // Counters only ever grow from 0, so they are never negative.
     let count = |r: &rusqlite::Row<'_>, i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
     conn.query_row(READ_COUNTERS, [], |r| {
