@@ -15,7 +15,8 @@ use std::time::Instant;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
-use uts_aggregator::store::{Durability, PartitionWriter, WriterOptions};
+use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
+use uts_aggregator::store::{Durability, PartitionWriter};
 
 const NULL_SERVER_FLAG: &str = "--null-server";
 
@@ -320,7 +321,7 @@ fn sqlite_ceiling(plan: &Plan, path: &Path) -> f64 {
         .iter()
         .flat_map(|b| parse_publish_body(b, 100_000).expect("plan bodies are valid"))
         .collect();
-    let mut writer = PartitionWriter::open(path, &ceiling_options()).expect("open ceiling db");
+    let mut writer = SqliteWriter::open(path, &ceiling_options()).expect("open ceiling db");
     let start = Instant::now();
     for chunk in events.chunks(uts_aggregator::config::DEFAULT_BATCH_MAX_EVENTS) {
         let refs: Vec<_> = chunk.iter().collect();
@@ -370,7 +371,7 @@ fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
         for partition in 0..partitions {
             let path = layout.partition_db(partition);
             scope.spawn(move || {
-                let mut writer = PartitionWriter::open(&path, &ceiling_options()).expect("open");
+                let mut writer = SqliteWriter::open(&path, &ceiling_options()).expect("open");
                 let mut rng = fastrand::Rng::with_seed(partition as u64);
                 let chunk = 5_000;
                 for _ in (0..events).step_by(chunk * partitions) {

@@ -10,7 +10,8 @@ use uts_aggregator::dedup::DedupCache;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec};
-use uts_aggregator::store::{Durability, PartitionWriter, WriterOptions};
+use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
+use uts_aggregator::store::{Durability, PartitionWriter};
 
 fn plan(count: usize, batch_size: usize) -> Plan {
     Plan::build(&PlanSpec {
@@ -78,7 +79,7 @@ fn store_commit(c: &mut Criterion) {
         durability: Durability::Process,
         page_cache_kib: 32 * 1024,
     };
-    let mut writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+    let mut writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
     let mut round = 0u64;
     // Every iteration commits 2000 never-seen events with uniformly random ids on 100 topics
     // (so they land all over the dedup index, the realistic worst case); building them is

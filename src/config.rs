@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::http::{HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
-use crate::store::Durability;
+use crate::store::{Durability, Location, OpenOptions, PgLocation};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -27,6 +27,28 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_INFLIGHT_BODY_MIB: usize = 64;
+pub const DEFAULT_STORE_POOL_SIZE: usize = 16;
+
+/// `--store`: the embedded SQLite files, or a shared PostgreSQL database.
+#[derive(Debug, Clone)]
+pub enum StoreSetting {
+    Sqlite,
+    Postgres(PgLocation),
+}
+
+impl std::str::FromStr for StoreSetting {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "sqlite" {
+            return Ok(Self::Sqlite);
+        }
+        value
+            .parse()
+            .map(Self::Postgres)
+            .map_err(|e| format!("{e} (or `sqlite`)"))
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,9 +89,25 @@ pub struct Config {
     #[arg(long, env = "AGG_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Directory of the partition databases; created if missing.
+    /// Directory of the partition databases; created if missing. SQLite store only.
     #[arg(long, env = "AGG_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+
+    /// Where events live: `sqlite` (files in --data-dir, one process) or a
+    /// `postgres://user:password@host:port/dbname` URL (one database shared by any number of
+    /// replicas; see README "Scaling out").
+    #[arg(
+        long,
+        env = "AGG_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: StoreSetting,
+
+    /// Most PostgreSQL connections this process opens (writers take one per commit, reads one
+    /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
+    #[arg(long, env = "AGG_STORE_POOL_SIZE", default_value_t = DEFAULT_STORE_POOL_SIZE)]
+    pub store_pool_size: usize,
 
     /// Number of partitions [default: number of CPUs]. Fixed at the first start of a data
     /// dir; a later start with a different value fails.
@@ -195,6 +233,7 @@ impl Config {
             ("batch-max-events", self.batch_max_events),
             ("max-body-bytes", self.max_body_bytes),
             ("max-events-per-request", self.max_events_per_request),
+            ("store-pool-size", self.store_pool_size),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -227,12 +266,25 @@ impl Config {
             batch_max_events: self.batch_max_events,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             cache_keys_per_partition: self.cache_keys,
-            durability: self.durability,
-            page_cache_kib_total: self.sqlite_cache_mib * 1024,
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },
             panic_on_topic: self.debug_panic_on_topic.clone(),
+        }
+    }
+
+    /// How to open the store `--store` names.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            location: match &self.store {
+                StoreSetting::Sqlite => Location::Sqlite(self.data_dir.clone()),
+                StoreSetting::Postgres(location) => Location::Postgres(location.clone()),
+            },
+            partitions: self.partitions.map(usize::from),
+            default_partitions: Self::default_partitions(),
+            durability: self.durability,
+            page_cache_kib_total: self.sqlite_cache_mib * 1024,
+            pool_size: self.store_pool_size,
         }
     }
 

@@ -7,7 +7,7 @@
 //! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
 //! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
 //! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
-//! - [`store`]: the data dir layout, SQLite schema, writer and readers per partition.
+//! - [`store`]: the storage interface; SQLite (data dir, per-partition files) and PostgreSQL.
 //! - [`stats`]: the numbers behind `/stats` and `/metrics`.
 //! - [`metrics`]: every exported metric, described once; Prometheus rendering.
 //! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
@@ -41,10 +41,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use config::StoreSetting;
 use config::{Config, ConfigError};
 use http::AppState;
 use ingest::Ingest;
-use store::{DataDir, LayoutError, PartitionReader, StoreError};
+use store::StoreError;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,18 +53,24 @@ pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Layout(#[from] LayoutError),
-    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+}
+
+/// Where the events are, for the start-up log (never with a password).
+fn store_label(config: &Config) -> String {
+    match &config.store {
+        StoreSetting::Sqlite => format!("sqlite:{}", config.data_dir.display()),
+        StoreSetting::Postgres(location) => location.to_string(),
+    }
 }
 
 /// Runs the service on `listener` until `shutdown` completes, then drains:
 /// 1. stop accepting; new publishes on open connections get 503, `/readyz` goes red;
 /// 2. wait for in-flight requests (whose events are already queued) to be answered;
 /// 3. workers close their queues, commit everything queued, and exit;
-/// 4. databases close as their last connection drops.
+/// 4. the store closes as its last handle drops (SQLite files, PostgreSQL pool).
 ///
 /// Steps 2 and 3 together take at most `shutdown_timeout_secs`.
 pub async fn run(
@@ -72,19 +79,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
-    let data_dir = DataDir::open(
-        &config.data_dir,
-        config.partitions.map(usize::from),
-        Config::default_partitions(),
-    )?;
+    let store = store::open(&config.open_options()).await?;
     let metrics = metrics::Metrics::new();
-    let (ingest, workers) = Ingest::start(&data_dir, &config.ingest_settings(), &metrics)?;
-    let readers = (0..data_dir.partitions())
-        .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
-        .collect();
+    let (ingest, workers) = Ingest::start(&store, &config.ingest_settings(), &metrics)?;
     let state = Arc::new(AppState::new(
         ingest,
-        readers,
+        store.clone(),
         config.http_limits(),
         config.api_tokens()?,
         metrics,
@@ -92,8 +92,8 @@ pub async fn run(
     ));
     tracing::info!(
         listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        partitions = data_dir.partitions(),
+        store = %store_label(&config),
+        partitions = store.partitions(),
         durability = ?config.durability,
         "uts-aggregator ready"
     );
@@ -124,7 +124,7 @@ pub async fn run(
         tracing::error!("some partition workers did not finish committing before the timeout");
     }
     drop(state);
-    drop(data_dir);
+    drop(store);
     tracing::info!("shutdown complete");
     Ok(())
 }

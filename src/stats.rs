@@ -2,7 +2,8 @@
 //! them, so the two can never disagree.
 //!
 //! Per partition, the worker publishes the lifetime totals of its last commit (loaded from the
-//! database at start, so they continue across restarts). `rejected` counts events refused by
+//! database at start, so they continue across restarts); on a shared PostgreSQL store,
+//! `/stats` and `/metrics` also read the totals every replica committed. `rejected` counts events refused by
 //! validation since this process started; they are never stored.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,12 +32,14 @@ impl PartitionStats {
         stats
     }
 
+    /// Takes in totals from a commit or a read of the shared store. Counters only grow, so a
+    /// field never moves back when an older snapshot arrives after a newer one.
     pub fn publish_totals(&self, totals: Totals) {
-        self.received.store(totals.received, Ordering::Relaxed);
+        self.received.fetch_max(totals.received, Ordering::Relaxed);
         self.unique_processed
-            .store(totals.unique_processed, Ordering::Relaxed);
+            .fetch_max(totals.unique_processed, Ordering::Relaxed);
         self.duplicate_dropped
-            .store(totals.duplicate_dropped, Ordering::Relaxed);
+            .fetch_max(totals.duplicate_dropped, Ordering::Relaxed);
     }
 
     /// Lifetime totals. Each field is exact as of some commit; under concurrent commits the

@@ -59,11 +59,13 @@ pub(super) async fn list(
                     ))
                 })?,
             };
-            let partition = partition_of(&topic, state.readers.len());
+            let partition = partition_of(&topic, state.store.partitions());
             let reader_state = state.clone();
             let topic_for_read = topic.clone();
             let mut events = blocking_read(move || {
-                reader_state.readers[partition].topic_page(&topic_for_read, after, limit + 1)
+                reader_state
+                    .store
+                    .topic_page(partition, &topic_for_read, after, limit + 1)
             })
             .await?;
             let next = (events.len() > limit).then(|| {
@@ -81,7 +83,7 @@ pub(super) async fn list(
             let after = query.after.as_deref().map(Cursor::parse).transpose()?;
             if after
                 .as_ref()
-                .is_some_and(|c| c.partition >= state.readers.len())
+                .is_some_and(|c| c.partition >= state.store.partitions())
             {
                 return Err(ApiError::BadRequest(
                     "after names a partition that does not exist".into(),
@@ -134,12 +136,12 @@ fn all_topics_page(
 ) -> Result<Vec<(usize, StoredEvent)>, crate::store::StoreError> {
     let start = after.as_ref().map_or(0, |c| c.partition);
     let mut rows = Vec::new();
-    for partition in start..state.readers.len() {
+    for partition in start..state.store.partitions() {
         let position = after
             .as_ref()
             .filter(|c| c.partition == partition)
             .map(|c| (c.topic.as_str(), c.seq));
-        let page = state.readers[partition].page(position, limit - rows.len())?;
+        let page = state.store.page(partition, position, limit - rows.len())?;
         rows.extend(page.into_iter().map(|e| (partition, e)));
         if rows.len() == limit {
             break;

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::stats::ServiceStats;
-use crate::store::PartitionReader;
+use crate::store::Store;
 use error::ApiError;
 
 pub use events::MAX_PAGE;
@@ -45,8 +45,8 @@ pub struct HttpLimits {
 #[derive(Debug)]
 pub struct AppState {
     pub ingest: Ingest,
-    /// One per partition, index = partition id.
-    pub readers: Vec<PartitionReader>,
+    /// Reads: `/events`, topics, shared totals.
+    pub store: Arc<dyn Store>,
     pub service_stats: ServiceStats,
     pub limits: HttpLimits,
     /// Accepted bearer tokens; empty = no auth.
@@ -62,7 +62,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         ingest: Ingest,
-        readers: Vec<PartitionReader>,
+        store: Arc<dyn Store>,
         limits: HttpLimits,
         api_tokens: Vec<Secret>,
         metrics: Metrics,
@@ -71,7 +71,7 @@ impl AppState {
         Self {
             body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib)),
             ingest,
-            readers,
+            store,
             service_stats: ServiceStats::new(),
             limits,
             api_tokens,
@@ -87,6 +87,29 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Takes in the store's shared totals (PostgreSQL: other replicas commit too), so `/stats`
+    /// and `/metrics` show the lifetime totals of every replica, not only this one's commits.
+    fn publish_shared_totals(&self, shared: Option<Vec<crate::store::Totals>>) {
+        for (partition, totals) in self
+            .ingest
+            .partitions()
+            .iter()
+            .zip(shared.unwrap_or_default())
+        {
+            partition.stats.publish_totals(totals);
+        }
+    }
+
+    /// Reads the shared totals, if the store has any, before a scrape. A failure keeps the
+    /// last known numbers (and is logged): a scrape must still show that the store is down.
+    async fn refresh_shared_totals(self: &Arc<Self>) {
+        let state = self.clone();
+        match blocking_read(move || state.store.shared_totals()).await {
+            Ok(shared) => self.publish_shared_totals(shared),
+            Err(_) => tracing::warn!("lifetime totals not refreshed from the store"),
+        }
     }
 }
 
@@ -129,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `GET /metrics`: Prometheus text exposition. Open like `/healthz`: it carries counts, not
 /// events.
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    state.refresh_shared_totals().await;
     let body = state
         .metrics
         .render(state.ingest.partitions(), &state.service_stats);

@@ -35,15 +35,12 @@ struct PartitionBody {
 
 pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<StatsBody>, ApiError> {
     let reader_state = state.clone();
-    let topics = blocking_read(move || {
-        let mut topics = Vec::new();
-        for reader in &reader_state.readers {
-            topics.extend(reader.topics()?);
-        }
-        topics.sort_unstable();
-        Ok(topics)
+    let (topics, shared) = blocking_read(move || {
+        let store = &reader_state.store;
+        Ok((store.topics()?, store.shared_totals()?))
     })
     .await?;
+    state.publish_shared_totals(shared);
 
     let mut totals = Totals::default();
     let partitions = state

@@ -25,7 +25,7 @@ use crate::dedup::DedupCache;
 use crate::event::Event;
 use crate::metrics::{Metrics, PartitionMetrics};
 use crate::stats::PartitionStats;
-use crate::store::{DataDir, Durability, PartitionWriter, StoreError, WriterOptions};
+use crate::store::{Store, StoreError};
 use worker::PartitionWorker;
 
 /// What happens when a partition queue is full: the only policy is to wait up to the enqueue
@@ -43,9 +43,6 @@ pub struct IngestSettings {
     pub batch_max_events: usize,
     pub batch_linger: Duration,
     pub cache_keys_per_partition: usize,
-    pub durability: Durability,
-    /// SQLite page cache for all partition writers together, in KiB.
-    pub page_cache_kib_total: u64,
     pub when_full: WhenFull,
     /// Testing aid: see `Config::debug_panic_on_topic`.
     pub panic_on_topic: Option<String>,
@@ -132,34 +129,28 @@ pub struct Workers {
 }
 
 impl Ingest {
-    /// Opens every partition database of `data_dir` and starts one worker per partition.
+    /// Opens the writer of every partition of `store` and starts one worker per partition.
     pub fn start(
-        data_dir: &DataDir,
+        store: &Arc<dyn Store>,
         settings: &IngestSettings,
         metrics: &Metrics,
     ) -> Result<(Self, Workers), StoreError> {
         let (drain, drain_rx) = watch::channel(false);
-        let mut partitions = Vec::with_capacity(data_dir.partitions());
-        let mut tasks = Vec::with_capacity(data_dir.partitions());
-        for id in 0..data_dir.partitions() {
-            let options = WriterOptions {
-                durability: settings.durability,
-                page_cache_kib: settings.page_cache_kib_total / data_dir.partitions() as u64,
-            };
-            let path = data_dir.partition_db(id);
-            let store = PartitionWriter::open(&path, &options)?;
-            let stats = Arc::new(PartitionStats::new(store.totals()));
+        let mut partitions = Vec::with_capacity(store.partitions());
+        let mut tasks = Vec::with_capacity(store.partitions());
+        for id in 0..store.partitions() {
+            let writer = store.open_writer(id)?;
+            let stats = Arc::new(PartitionStats::new(writer.totals()));
             let partition_metrics = metrics.partition(id);
             let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
             let worker = PartitionWorker {
                 id,
                 queue,
                 drain: drain_rx.clone(),
-                store,
+                store: writer,
                 cache: DedupCache::new(settings.cache_keys_per_partition),
                 reopen: worker::Reopen {
-                    path,
-                    options,
+                    store: store.clone(),
                     cache_keys: settings.cache_keys_per_partition,
                 },
                 panic_on_topic: settings.panic_on_topic.clone(),

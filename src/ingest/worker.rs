@@ -1,12 +1,11 @@
 //! The partition worker: takes jobs in queue order, gathers a batch, commits it in one
 //! transaction, then answers every job of the batch.
 //!
-//! SQLite calls block, so each commit runs on tokio's blocking pool (`spawn_blocking`), with
+//! Store calls block, so each commit runs on tokio's blocking pool (`spawn_blocking`), with
 //! the store and cache moved in and back out: the worker still owns them exclusively, the
 //! async threads never block, and while one batch commits the next one queues up behind it,
 //! which is what turns many concurrent single-event requests into one group commit.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use super::{CommitFailed, Job, JobOutcome};
 use crate::dedup::DedupCache;
 use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
-use crate::store::{PartitionWriter, StoreError, Totals, WriterOptions};
+use crate::store::{PartitionWriter, Store, StoreError, Totals};
 
 pub(super) struct PartitionWorker {
     pub(super) id: usize,
@@ -26,7 +25,7 @@ pub(super) struct PartitionWorker {
     pub(super) queue: mpsc::Receiver<Job>,
     /// Flips to true when the service shuts down.
     pub(super) drain: watch::Receiver<bool>,
-    pub(super) store: PartitionWriter,
+    pub(super) store: Box<dyn PartitionWriter>,
     pub(super) cache: DedupCache,
     /// How to open the store and cache again after a panic lost them.
     pub(super) reopen: Reopen,
@@ -39,8 +38,7 @@ pub(super) struct PartitionWorker {
 }
 
 pub(super) struct Reopen {
-    pub(super) path: PathBuf,
-    pub(super) options: WriterOptions,
+    pub(super) store: Arc<dyn Store>,
     pub(super) cache_keys: usize,
 }
 
@@ -124,7 +122,7 @@ impl PartitionWorker {
                 {
                     panic!("injected fault: --debug-panic-on-topic {topic}");
                 }
-                let result = process_batch(&mut store, &mut cache, &jobs, &metrics);
+                let result = process_batch(store.as_mut(), &mut cache, &jobs, &metrics);
                 (store, cache, jobs, result)
             })
             .await;
@@ -143,7 +141,7 @@ impl PartitionWorker {
                     // requests see a dropped reply and answer 503 (nothing of the batch was
                     // committed: its transaction died with its connection). Start afresh.
                     tracing::error!(partition = self.id, error = %e, "partition worker panicked; reopening its store");
-                    match PartitionWriter::open(&self.reopen.path, &self.reopen.options) {
+                    match self.reopen.store.open_writer(self.id) {
                         Ok(store) => {
                             self.stats.publish_totals(store.totals());
                             state = Some((store, DedupCache::new(self.reopen.cache_keys)));
@@ -192,7 +190,7 @@ async fn gather(
 
 /// Runs on the blocking pool: cache check, one transaction, cache update.
 fn process_batch(
-    store: &mut PartitionWriter,
+    store: &mut dyn PartitionWriter,
     cache: &mut DedupCache,
     jobs: &[Job],
     metrics: &PartitionMetrics,

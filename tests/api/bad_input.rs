@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, on_every_store};
 
 async fn raw_publish(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
     let mut request = app
@@ -54,9 +54,9 @@ async fn malformed_or_wrongly_shaped_bodies_are_400() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn schema_errors_are_422_naming_index_and_field_and_store_nothing() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn schema_errors_are_422_naming_index_and_field_and_store_nothing(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let mut bad_ts = event("t", "2");
     bad_ts["timestamp"] = json!("24/10/2025");
     let mut no_payload = event("t", "3");
@@ -92,6 +92,7 @@ async fn schema_errors_are_422_naming_index_and_field_and_store_nothing() {
     assert_nothing_stored(&app).await;
     assert_eq!(app.stats().await["rejected"], 3);
     app.stop().await;
+}
 }
 
 #[tokio::test]

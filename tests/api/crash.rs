@@ -59,6 +59,28 @@ pub(crate) async fn stream_publishes(
     }
 }
 
+/// Starts `count` [`stream_publishes`] of cycle `run`, publisher `p` sending to
+/// `addresses[p % addresses.len()]`.
+pub(crate) fn spawn_publishers(
+    addresses: &[String],
+    count: usize,
+    run: usize,
+    acked: &Acked,
+    sent: &Acked,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|p| {
+            tokio::spawn(stream_publishes(
+                addresses[p % addresses.len()].clone(),
+                run,
+                p,
+                acked.clone(),
+                sent.clone(),
+            ))
+        })
+        .collect()
+}
+
 async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: String) -> T {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -193,17 +215,8 @@ async fn twenty_kill_9s_at_random_moments_lose_nothing() {
             break;
         }
         let sent: Acked = Arc::default();
-        let publishers: Vec<_> = (0..3)
-            .map(|p| {
-                tokio::spawn(stream_publishes(
-                    app.address.clone(),
-                    cycle,
-                    p,
-                    acked.clone(),
-                    sent.clone(),
-                ))
-            })
-            .collect();
+        let publishers =
+            spawn_publishers(std::slice::from_ref(&app.address), 3, cycle, &acked, &sent);
         tokio::time::sleep(Duration::from_millis(rng.u64(20..400))).await;
         app.signal(Signal::SIGKILL);
         let status = tokio::task::spawn_blocking(move || app.wait(Duration::from_secs(10)))

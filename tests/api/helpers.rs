@@ -9,7 +9,59 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use uts_aggregator::config::Config;
+use uts_aggregator::config::{Config, StoreSetting};
+
+use crate::pg::PgServer;
+
+/// The store a test runs on. Core behaviour is tested on both with one body per test
+/// ([`on_every_store!`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Backend {
+    /// Files in the app's temp data dir.
+    Sqlite,
+    /// A fresh database on the shared test server for every app started with it.
+    Postgres(&'static PgServer),
+}
+
+impl Backend {
+    /// The PostgreSQL backend, or `None` (printing why) when no server can run here.
+    pub(crate) fn postgres(test: &str) -> Option<Self> {
+        crate::pg::shared(test).map(Self::Postgres)
+    }
+
+    /// `--store` for a new app: `sqlite`, or the URL of a new database.
+    pub(crate) fn new_store(self) -> StoreSetting {
+        match self {
+            Self::Sqlite => StoreSetting::Sqlite,
+            Self::Postgres(server) => server.create_database().parse().unwrap(),
+        }
+    }
+}
+
+/// Defines, for each `async fn name(backend: Backend) { .. }`, a module `name` with two
+/// tests running the same body: `name::sqlite` and `name::postgres` (skipped with a printed
+/// reason when no PostgreSQL server can run, failing instead under `CI=true`).
+macro_rules! on_every_store {
+    ($($(#[$doc:meta])* async fn $name:ident($backend:ident: Backend) $body:block)*) => {$(
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: crate::helpers::Backend) $body
+            #[tokio::test]
+            async fn sqlite() {
+                run(crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = crate::helpers::Backend::postgres(module_path!()) {
+                    run(backend).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_store;
 
 /// A running in-process service.
 pub(crate) struct TestApp {
@@ -18,6 +70,8 @@ pub(crate) struct TestApp {
     /// Keeps the temp data dir alive when the app created it.
     _dir: Option<tempfile::TempDir>,
     pub(crate) data_dir: PathBuf,
+    /// Its `--store`; a restart reopens the same one.
+    pub(crate) store: StoreSetting,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), uts_aggregator::RunError>>>,
 }
@@ -36,9 +90,31 @@ impl TestApp {
     }
 
     pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on_with(Backend::Sqlite, adjust).await
+    }
+
+    /// A service on a new store of `backend`.
+    pub(crate) async fn spawn_on(backend: Backend) -> Self {
+        Self::spawn_on_with(backend, |_| {}).await
+    }
+
+    pub(crate) async fn spawn_on_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let store = backend.new_store();
+        Self::spawn_on_store(store, adjust).await
+    }
+
+    /// A service on `store` (a replica, when another app uses the same PostgreSQL store).
+    pub(crate) async fn spawn_on_store(
+        store: StoreSetting,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_path_buf();
-        let mut app = Self::spawn_in(&path, adjust).await;
+        let mut app = Self::spawn_in(&path, |config| {
+            config.store = store;
+            adjust(config);
+        })
+        .await;
         app._dir = Some(dir);
         app
     }
@@ -48,6 +124,7 @@ impl TestApp {
         let mut config = test_config();
         config.data_dir = data_dir.to_path_buf();
         adjust(&mut config);
+        let store = config.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -61,6 +138,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             _dir: None,
             data_dir: data_dir.to_path_buf(),
+            store,
             stop: Some(stop),
             server: Some(server),
         }
@@ -76,8 +154,9 @@ impl TestApp {
     pub(crate) async fn restart(mut self) -> Self {
         let dir = self._dir.take();
         let path = self.data_dir.clone();
+        let store = self.store.clone();
         self.stop().await;
-        let mut app = Self::spawn_in(&path, |_| {}).await;
+        let mut app = Self::spawn_in(&path, |config| config.store = store).await;
         app._dir = dir;
         app
     }
@@ -149,6 +228,15 @@ impl TestApp {
         }
         all
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now (for a server that cannot be handed a listener).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub(crate) fn event(topic: &str, id: &str) -> Value {

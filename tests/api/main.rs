@@ -11,6 +11,8 @@ mod metrics;
 mod model;
 mod overload;
 mod pagination;
+mod pg;
 mod prometheus;
 mod publish;
+mod replicas;
 mod restart;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use uts_aggregator::http::Secret;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, on_every_store};
 
 /// Unlabelled samples of the exposition text, by metric name.
 async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
@@ -29,9 +29,9 @@ async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
     (text, samples)
 }
 
-#[tokio::test]
-async fn every_contract_series_is_exported_and_matches_stats() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     app.publish_ok(&json!([event("a", "1"), event("a", "1"), event("b", "2")]))
         .await;
     let mut bad = event("a", "3");
@@ -71,10 +71,11 @@ async fn every_contract_series_is_exported_and_matches_stats() {
     assert_eq!(samples["aggregator_events_rejected_total"], 1.0);
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn lifetime_counters_continue_after_a_restart() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn lifetime_counters_continue_after_a_restart(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let events: Vec<Value> = (0..40).map(|i| event("t", &(i % 30).to_string())).collect();
     app.publish_ok(&Value::Array(events)).await;
     let (_, before) = scrape(&app).await;
@@ -92,6 +93,7 @@ async fn lifetime_counters_continue_after_a_restart() {
     let (_, later) = scrape(&app).await;
     assert_eq!(later["aggregator_events_received_total"], 41.0);
     app.stop().await;
+}
 }
 
 #[tokio::test]

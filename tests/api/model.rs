@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{Backend, TestApp, event};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -47,8 +47,8 @@ impl Model {
     }
 }
 
-async fn check(ops: Vec<Op>) {
-    let mut app = TestApp::spawn().await;
+async fn check(ops: Vec<Op>, backend: Backend) {
+    let mut app = TestApp::spawn_on(backend).await;
     let mut model = Model::default();
     for op in ops {
         match op {
@@ -95,6 +95,19 @@ proptest! {
     #[test]
     fn stored_set_and_counters_match_a_hashset_model(ops in prop::collection::vec(op(), 1..25)) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(check(ops));
+        runtime.block_on(check(ops, Backend::Sqlite));
+    }
+}
+
+proptest! {
+    // Fewer cases: each one creates a database on the shared PostgreSQL test server.
+    #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn stored_set_and_counters_match_a_hashset_model_on_postgres(ops in prop::collection::vec(op(), 1..25)) {
+        if let Some(backend) = Backend::postgres("model::on_postgres") {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(check(ops, backend));
+        }
     }
 }

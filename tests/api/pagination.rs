@@ -4,11 +4,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, on_every_store};
 
-#[tokio::test]
-async fn walking_every_page_returns_each_event_exactly_once() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn walking_every_page_returns_each_event_exactly_once(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     // Topics with awkward characters, spread over all partitions.
     let topics = ["a", "b b", "c&d=e", "ü/ï?", "z"];
     let mut expected = HashSet::new();
@@ -69,10 +69,11 @@ async fn walking_every_page_returns_each_event_exactly_once() {
     assert_eq!(rest.len(), 5);
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_page_that_holds_everything_has_no_next_link() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn a_page_that_holds_everything_has_no_next_link(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     app.publish_ok(&Value::Array(
         (0..5).map(|n| event("t", &n.to_string())).collect(),
     ))
@@ -85,6 +86,7 @@ async fn a_page_that_holds_everything_has_no_next_link() {
         "</events?topic=t&after=4&limit=4>; rel=\"next\""
     );
     app.stop().await;
+}
 }
 
 fn url_encode(s: &str) -> String {

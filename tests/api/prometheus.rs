@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, free_port};
 
 struct Prometheus {
     child: Child,
@@ -32,14 +32,6 @@ fn find_prometheus() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("prometheus"))
         .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_prometheus(binary: &Path, target: &str) -> Prometheus {

@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 
 use uts_aggregator::http::Secret;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, on_every_store};
 
-#[tokio::test]
-async fn dedup_basic_second_publish_of_an_event_is_a_duplicate() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn dedup_basic_second_publish_of_an_event_is_a_duplicate(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     assert_eq!(app.publish_ok(&event("orders", "e-1")).await, (1, 0));
     assert_eq!(app.publish_ok(&event("orders", "e-1")).await, (0, 1));
     // Same id on another topic is a different event.
@@ -24,10 +24,11 @@ async fn dedup_basic_second_publish_of_an_event_is_a_duplicate() {
     );
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn persistence_duplicates_are_still_detected_after_reopening_the_store() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn persistence_duplicates_are_still_detected_after_reopening_the_store(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     app.publish_ok(&json!([event("t", "1"), event("t", "2")]))
         .await;
     let app = app.restart().await;
@@ -44,10 +45,11 @@ async fn persistence_duplicates_are_still_detected_after_reopening_the_store() {
     assert_eq!(stats["unique_processed"], 3);
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn schema_and_stats_events_come_back_losslessly_with_seq() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn schema_and_stats_events_come_back_losslessly_with_seq(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let sent = json!({
         "topic": "orders", "event_id": "e-1", "timestamp": "2025-10-24T00:00:00+07:00",
         "source": "", "payload": {"amount": 12.5, "items": [{"sku": "a"}], "note": null, "ü": "ß"},
@@ -86,10 +88,32 @@ async fn schema_and_stats_events_come_back_losslessly_with_seq() {
     );
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn small_stress_1000_records_with_many_duplicates_are_counted_exactly() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+/// JSON allows any character in a string, NUL included (PostgreSQL text does not, so the
+/// PostgreSQL store keeps keys as bytes); keys and payload come back byte for byte.
+async fn keys_with_nul_and_non_ascii_characters_round_trip(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
+    let sent = json!({
+        "topic": "t\u{0}ö", "event_id": "id\u{0}\u{1F600}", "timestamp": "2025-10-24T00:00:00Z",
+        "source": "s\u{0}", "payload": {"k\u{0}": "v\u{0}"},
+    });
+    assert_eq!(app.publish_ok(&sent).await, (1, 0));
+    assert_eq!(app.publish_ok(&sent).await, (0, 1));
+    let stored = app.walk_pages("/events").await;
+    assert_eq!(stored.len(), 1);
+    for field in ["topic", "event_id", "source", "payload"] {
+        assert_eq!(stored[0][field], sent[field], "field {field}");
+    }
+    assert_eq!(app.stats().await["topics"], json!(["t\u{0}ö"]));
+    app.stop().await;
+}
+}
+
+on_every_store! {
+async fn small_stress_1000_records_with_many_duplicates_are_counted_exactly(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     // 1000 records over 250 distinct ids on 5 topics: each id sent 4 times.
     let records: Vec<Value> = (0..1000)
         .map(|i| event(&format!("t{}", i % 5), &format!("id-{}", i % 250)))
@@ -113,10 +137,11 @@ async fn small_stress_1000_records_with_many_duplicates_are_counted_exactly() {
     assert_eq!(app.walk_pages("/events?limit=100").await.len(), 250);
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn batch_of_200_with_20_percent_duplicates_gives_exact_stats() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn batch_of_200_with_20_percent_duplicates_gives_exact_stats(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     let mut batch: Vec<Value> = (0..160)
         .map(|i| event("batch", &format!("e-{i}")))
         .collect();
@@ -133,14 +158,16 @@ async fn batch_of_200_with_20_percent_duplicates_gives_exact_stats() {
     assert_eq!(stats["duplicate_dropped"], 40);
     app.stop().await;
 }
+}
 
-#[tokio::test]
-async fn health_and_readiness_answer_200_when_running() {
-    let app = TestApp::spawn().await;
+on_every_store! {
+async fn health_and_readiness_answer_200_when_running(backend: Backend) {
+    let app = TestApp::spawn_on(backend).await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     app.stop().await;
+}
 }
 
 #[tokio::test]

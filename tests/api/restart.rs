@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crash::{Acked, check_after_restart, stats, stream_publishes};
+use crate::crash::{Acked, check_after_restart, spawn_publishers, stats};
 use crate::helpers::{BinaryApp, start_fails};
 use nix::sys::signal::Signal;
 
@@ -13,17 +13,7 @@ async fn run_stream_then(signal: Signal) {
     let app = BinaryApp::start(dir.path());
     let acked: Acked = Arc::default();
     let sent: Acked = Arc::default();
-    let publishers: Vec<_> = (0..4)
-        .map(|p| {
-            tokio::spawn(stream_publishes(
-                app.address.clone(),
-                0,
-                p,
-                acked.clone(),
-                sent.clone(),
-            ))
-        })
-        .collect();
+    let publishers = spawn_publishers(std::slice::from_ref(&app.address), 4, 0, &acked, &sent);
     // Let the stream run until a good number of batches are acknowledged.
     while acked.lock().unwrap().len() < 2_000 {
         tokio::time::sleep(Duration::from_millis(10)).await;

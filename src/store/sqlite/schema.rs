@@ -7,7 +7,8 @@
 
 use rusqlite::Connection;
 
-use super::{Durability, WriterOptions};
+use super::WriterOptions;
+use crate::store::Durability;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &["

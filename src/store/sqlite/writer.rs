@@ -6,8 +6,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
-use super::{StoreError, Totals, WriterOptions, schema};
+use super::{WriterOptions, schema};
 use crate::event::Event;
+use crate::store::{PartitionWriter, StoreError, Totals};
 
 const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic, event_id) DO NOTHING";
@@ -22,7 +23,7 @@ const READ_COUNTERS: &str =
 
 /// The only writing connection of one partition database. Owned by its partition worker.
 #[derive(Debug)]
-pub struct PartitionWriter {
+pub struct SqliteWriter {
     conn: Connection,
     path: String,
     /// Lifetime totals as of the last commit; equal to the `counters` row.
@@ -32,7 +33,7 @@ pub struct PartitionWriter {
     commits_since_size_check: u32,
 }
 
-impl PartitionWriter {
+impl SqliteWriter {
     /// Opens (creating and migrating) a partition database.
     pub fn open(path: &Path, options: &WriterOptions) -> Result<Self, StoreError> {
         let path_str = path.display().to_string();
@@ -64,16 +65,34 @@ impl PartitionWriter {
         })
     }
 
-    /// Lifetime totals as of the last commit.
-    pub fn totals(&self) -> Totals {
+    /// Hands the checkpoint to the background thread, and every so often enforces the WAL
+    /// size bound in the foreground.
+    fn after_commit(&mut self) {
+        self.checkpointer.nudge();
+        self.commits_since_size_check += 1;
+        if self.commits_since_size_check < 64 {
+            return;
+        }
+        self.commits_since_size_check = 0;
+        let wal_bytes = self.checkpointer.wal_bytes();
+        if wal_bytes > MAX_WAL_BYTES {
+            tracing::warn!(path = %self.path, wal_bytes, "WAL over its bound; checkpointing in the foreground");
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            {
+                tracing::warn!(path = %self.path, error = %e, "foreground checkpoint failed");
+            }
+        }
+    }
+}
+
+impl PartitionWriter for SqliteWriter {
+    fn totals(&self) -> Totals {
         self.totals
     }
 
-    /// Stores `candidates` in order in one transaction, giving each new event the next `seq`
-    /// of its topic, and adds to the lifetime counters: every candidate plus
-    /// `cached_duplicates` (duplicates the front cache answered) as received. Returns, per
-    /// candidate, whether it was new. On error nothing of the batch is stored.
-    pub fn commit_batch(
+    fn commit_batch(
         &mut self,
         candidates: &[&Event],
         cached_duplicates: u64,
@@ -147,9 +166,7 @@ impl PartitionWriter {
         Ok(inserted)
     }
 
-    /// A one-row write in its own transaction (the counters row, unchanged): proves the
-    /// database can take a commit again after a failure.
-    pub fn probe(&mut self) -> Result<(), StoreError> {
+    fn probe(&mut self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(
                 "BEGIN IMMEDIATE; UPDATE counters SET received = received WHERE id = 0; COMMIT;",
@@ -162,27 +179,6 @@ impl PartitionWriter {
                     source,
                 }
             })
-    }
-
-    /// Hands the checkpoint to the background thread, and every so often enforces the WAL
-    /// size bound in the foreground.
-    fn after_commit(&mut self) {
-        self.checkpointer.nudge();
-        self.commits_since_size_check += 1;
-        if self.commits_since_size_check < 64 {
-            return;
-        }
-        self.commits_since_size_check = 0;
-        let wal_bytes = self.checkpointer.wal_bytes();
-        if wal_bytes > MAX_WAL_BYTES {
-            tracing::warn!(path = %self.path, wal_bytes, "WAL over its bound; checkpointing in the foreground");
-            if let Err(e) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-            {
-                tracing::warn!(path = %self.path, error = %e, "foreground checkpoint failed");
-            }
-        }
     }
 }
 
@@ -214,7 +210,7 @@ mod tests {
             durability,
             page_cache_kib: 1024,
         };
-        let writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+        let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         writer
             .conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
@@ -236,7 +232,7 @@ mod tests {
             durability: Durability::Process,
             page_cache_kib: 1024,
         };
-        let writer = PartitionWriter::open(&dir.path().join("p.db"), &options).unwrap();
+        let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         let mode: String = writer
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -5,25 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, params};
-use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::StoreError;
+use crate::store::{StoreError, StoredEvent};
 
 /// Idle read connections kept per partition; more concurrent reads open extra connections
 /// that are closed afterwards.
 const MAX_IDLE_CONNECTIONS: usize = 4;
-
-/// One stored event as `/events` returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredEvent {
-    pub topic: String,
-    pub event_id: String,
-    pub timestamp: String,
-    pub source: String,
-    pub payload: Box<RawValue>,
-    pub seq: i64,
-}
 
 /// Read access to one partition database. Cheap to share; blocking, so call it from
 /// `spawn_blocking`.

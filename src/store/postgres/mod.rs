@@ -1,0 +1,275 @@
+//! The shared engine: one PostgreSQL database behind any number of aggregator replicas.
+//!
+//! Every replica runs the same pipeline as with SQLite; only the writer and the reads differ.
+//! What keeps replicas from stepping on each other is in the batch transaction
+//! ([`writer`]): it locks the `topics` rows it will append to, in byte order, before reading
+//! or writing any event of them. Two replicas writing the same topic therefore take turns,
+//! and the later one sees the earlier one's events and `seq`.
+//!
+//! ```text
+//! meta(key, value)                            'partitions' pinned at first start
+//! schema_migrations(version, applied_at)      one row per applied migration
+//! events(partition, topic, seq, event_id, timestamp, source, payload)
+//!     PRIMARY KEY (partition, topic, seq)     a topic's history in order; /events pages
+//!     UNIQUE (topic, event_id)                the dedup key
+//! topics(topic, partition, last_seq)          locked per batch: seq order across replicas
+//! counters(partition, slot, received, unique_processed, duplicate_dropped)
+//! ```
+//! `topic`, `event_id` and `source` are `bytea`: PostgreSQL text cannot hold the NUL
+//! character JSON allows, and byte order matches SQLite's. Counters are split into slots per
+//! partition (each writer adds to its own slot, chosen at random) so replicas committing to
+//! the same partition do not queue on one counter row; the totals are the sums.
+//!
+//! Durability is the server's: COMMIT returns once PostgreSQL has flushed its WAL
+//! (`synchronous_commit = on`, the default), so `--durability` does not apply here.
+
+mod reader;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::runtime::Handle;
+use tokio_postgres::NoTls;
+
+use super::{OpenOptions, PartitionWriter, Store, StoreError, StoredEvent, Totals};
+use writer::PgWriter;
+
+/// How long a commit or read waits for a pooled connection, and how long opening one may
+/// take, before it fails (the publish then gets 503).
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A parsed `postgres://` or `postgresql://` URL. `Display` and `Debug` never show the
+/// password.
+#[derive(Clone)]
+pub struct PgLocation {
+    config: Arc<tokio_postgres::Config>,
+    /// `user@host:port/dbname`, for logs and errors.
+    label: String,
+}
+
+impl FromStr for PgLocation {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("expected a postgres:// or postgresql:// URL".into());
+        }
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(POOL_TIMEOUT);
+        }
+        config.application_name("uts-aggregator");
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+        let label = format!(
+            "postgres://{}@{}:{}/{}",
+            config.get_user().unwrap_or(""),
+            hosts.join(","),
+            if ports.is_empty() {
+                "5432".into()
+            } else {
+                ports.join(",")
+            },
+            config.get_dbname().unwrap_or(""),
+        );
+        Ok(Self {
+            config: Arc::new(config),
+            label,
+        })
+    }
+}
+
+impl fmt::Display for PgLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl fmt::Debug for PgLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgLocation({})", self.label)
+    }
+}
+
+/// What the store, its writers and its reads share.
+#[derive(Debug)]
+struct Shared {
+    pool: Pool,
+    /// The service's runtime: the blocking store calls drive their async queries on it.
+    runtime: Handle,
+    label: String,
+}
+
+impl Shared {
+    /// Runs `query` to completion from a blocking thread.
+    fn block_on<T>(&self, query: impl Future<Output = T>) -> T {
+        self.runtime.block_on(query)
+    }
+
+    fn error(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| StoreError::Postgres {
+            location: self.label.clone(),
+            what,
+            reason: describe(&e),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Postgres {
+            location: self.label.clone(),
+            what: "connect",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The server's own message when there is one (`Display` of a server error is only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// An opened, migrated PostgreSQL store.
+#[derive(Debug)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+    partitions: usize,
+    /// Totals per partition when the store was opened: each writer's starting point.
+    opening_totals: Vec<Totals>,
+}
+
+impl PgStore {
+    /// Connects, migrates (one replica at a time) and reads or pins the partition count.
+    pub async fn open(location: &PgLocation, options: &OpenOptions) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            (*location.config).clone(),
+            NoTls,
+            ManagerConfig {
+                // Discard connections PostgreSQL closed (a restart) when they come back.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Postgres {
+                location: location.label.clone(),
+                what: "pool",
+                reason: e.to_string(),
+            })?;
+        let shared = Arc::new(Shared {
+            pool,
+            runtime: Handle::current(),
+            label: location.label.clone(),
+        });
+        let partitions = {
+            let mut client = shared.client().await?;
+            let requested = options.partitions;
+            schema::migrate(&mut client, requested, options.default_partitions.max(1))
+                .await
+                .map_err(|e| match e {
+                    schema::MigrateError::Pg(e) => shared.error("migrate")(e),
+                    schema::MigrateError::Newer { found, known } => StoreError::NewerSchema {
+                        path: shared.label.clone(),
+                        found,
+                        known,
+                    },
+                    schema::MigrateError::Mismatch { stored } => StoreError::PartitionMismatch {
+                        location: shared.label.clone(),
+                        stored,
+                        requested: requested.unwrap_or(stored),
+                    },
+                })?
+        };
+        let opening_totals = reader::totals(&shared, partitions).await?;
+        Ok(Self {
+            shared,
+            partitions,
+            opening_totals,
+        })
+    }
+}
+
+impl Store for PgStore {
+    fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
+        Ok(Box::new(PgWriter::new(
+            self.shared.clone(),
+            partition,
+            self.opening_totals[partition],
+        )))
+    }
+
+    fn topic_page(
+        &self,
+        partition: usize,
+        topic: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.shared.block_on(reader::topic_page(
+            &self.shared,
+            partition,
+            topic,
+            after,
+            limit,
+        ))
+    }
+
+    fn page(
+        &self,
+        partition: usize,
+        after: Option<(&str, i64)>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.shared
+            .block_on(reader::page(&self.shared, partition, after, limit))
+    }
+
+    fn topics(&self) -> Result<Vec<String>, StoreError> {
+        self.shared.block_on(reader::topics(&self.shared))
+    }
+
+    fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {
+        self.shared
+            .block_on(reader::totals(&self.shared, self.partitions))
+            .map(Some)
+    }
+}
+
+/// Partition ids and counter slots as PostgreSQL `integer`s (both are far below 2^31).
+fn pg_int(value: usize) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Counters are `bigint`s that only grow from 0.
+fn count(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+/// `bigint` parameter for a count.
+fn pg_count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,111 @@
+//! Versioned migrations of the shared database. Replicas starting together take turns on a
+//! transaction-scoped advisory lock, so each migration runs exactly once; the partition count
+//! is pinned in `meta` by the first replica and read by every later one.
+
+use deadpool_postgres::Object;
+
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE meta (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+    );
+    CREATE TABLE events (
+        partition integer NOT NULL,
+        topic     bytea   NOT NULL,
+        seq       bigint  NOT NULL,
+        event_id  bytea   NOT NULL,
+        timestamp text    NOT NULL,
+        source    bytea   NOT NULL,
+        payload   text    NOT NULL,
+        PRIMARY KEY (partition, topic, seq),
+        CONSTRAINT events_identity UNIQUE (topic, event_id)
+    );
+    CREATE TABLE topics (
+        topic     bytea   PRIMARY KEY,
+        partition integer NOT NULL,
+        last_seq  bigint  NOT NULL
+    );
+    CREATE TABLE counters (
+        partition         integer NOT NULL,
+        slot              integer NOT NULL,
+        received          bigint  NOT NULL,
+        unique_processed  bigint  NOT NULL,
+        duplicate_dropped bigint  NOT NULL,
+        PRIMARY KEY (partition, slot)
+    );
+"];
+
+pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Any constant; identifies this application's migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x0075_7473_5f61_6767; // "uts_agg"
+
+pub(super) enum MigrateError {
+    Pg(tokio_postgres::Error),
+    Newer { found: i64, known: i64 },
+    Mismatch { stored: usize },
+}
+
+impl From<tokio_postgres::Error> for MigrateError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+/// Brings the database to [`VERSION`] and returns the pinned partition count (pinning
+/// `requested`, or `default` when unset, on first start).
+pub(super) async fn migrate(
+    client: &mut Object,
+    requested: Option<usize>,
+    default: usize,
+) -> Result<usize, MigrateError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    bigint PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let found: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    if found > VERSION {
+        return Err(MigrateError::Newer {
+            found,
+            known: VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(index as i64 + 1)],
+        )
+        .await?;
+        tracing::info!(version = index + 1, "applied PostgreSQL migration");
+    }
+    let first = requested.unwrap_or(default).to_string();
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('partitions', $1) ON CONFLICT (key) DO NOTHING",
+        &[&first],
+    )
+    .await?;
+    let stored: String = tx
+        .query_one("SELECT value FROM meta WHERE key = 'partitions'", &[])
+        .await?
+        .get(0);
+    let stored: usize = stored.parse().unwrap_or(0);
+    if stored == 0 || requested.is_some_and(|r| r != stored) {
+        return Err(MigrateError::Mismatch { stored });
+    }
+    tx.commit().await?;
+    Ok(stored)
+}

@@ -1,0 +1,227 @@
+//! Several replicas on one PostgreSQL store, against a real server (see `pg.rs`): exact
+//! unique counts and gapless per-topic order under concurrent overlapping publishes, the same
+//! `/stats` and `/events` from every replica, a replica killed with SIGKILL mid-load, and
+//! PostgreSQL itself restarted mid-load.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use uts_aggregator::config::StoreSetting;
+
+use crate::concurrency::publish_overlapping;
+use crate::crash::{Acked, check_after_restart, spawn_publishers};
+use crate::helpers::{BinaryApp, TestApp, event};
+use crate::pg;
+
+/// `replicas` apps on one new database of the shared server.
+async fn replicas(test: &str, replicas: usize) -> Option<Vec<Arc<TestApp>>> {
+    let server = pg::shared(test)?;
+    let store: StoreSetting = server.create_database().parse().unwrap();
+    let mut apps = Vec::new();
+    for _ in 0..replicas {
+        apps.push(Arc::new(
+            TestApp::spawn_on_store(store.clone(), |_| {}).await,
+        ));
+    }
+    Some(apps)
+}
+
+/// Publishers spread over the replicas send overlapping ids (neighbours share 150 of 200) on
+/// four topics; then every replica must agree on exact totals, topics and events, with each
+/// topic's seq 1..=n.
+async fn overlapping_publishes_on(count: usize) {
+    let Some(apps) = replicas(&format!("replicas::overlapping_{count}"), count).await else {
+        return;
+    };
+    let publishers = 3 * count;
+    let (unique, duplicate) = publish_overlapping(&apps, publishers, 20).await;
+    let distinct = ((publishers - 1) * 50 + 200) as u64;
+    let sent = (publishers * 200) as u64;
+    assert_eq!(
+        unique, distinct,
+        "each event unique exactly once across replicas"
+    );
+    assert_eq!(duplicate, sent - distinct);
+
+    let first_events = apps[0].walk_pages("/events?limit=73").await;
+    assert_eq!(first_events.len() as u64, distinct);
+    for app in &apps {
+        let stats = app.stats().await;
+        assert_eq!(
+            stats["received"], sent,
+            "shared lifetime totals on every replica"
+        );
+        assert_eq!(stats["unique_processed"], distinct);
+        assert_eq!(stats["duplicate_dropped"], sent - distinct);
+        assert_eq!(stats["topics"], json!(["t0", "t1", "t2", "t3"]));
+        assert_eq!(
+            app.walk_pages("/events?limit=73").await,
+            first_events,
+            "/events is the same from every replica"
+        );
+    }
+    let mut per_topic: HashMap<&str, Vec<u64>> = HashMap::new();
+    for e in &first_events {
+        per_topic
+            .entry(e["topic"].as_str().unwrap())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+    }
+    for (topic, seqs) in per_topic {
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "gapless, repeat-free seq in {topic}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_publishing_overlapping_events_agree_exactly() {
+    overlapping_publishes_on(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_publishing_overlapping_events_agree_exactly() {
+    overlapping_publishes_on(3).await;
+}
+
+/// An event published to replica A and re-sent to B is a duplicate; and one topic written
+/// through alternating replicas keeps publish order (each publish returns after its commit,
+/// so the next one commits later and must get the next seq).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_to_another_replica_is_a_duplicate_and_order_follows_commits() {
+    let Some(apps) = replicas("replicas::resend", 2).await else {
+        return;
+    };
+    assert_eq!(apps[0].publish_ok(&event("orders", "e-1")).await, (1, 0));
+    assert_eq!(apps[1].publish_ok(&event("orders", "e-1")).await, (0, 1));
+    let ids: Vec<String> = (0..40).map(|i| format!("x{}", (i * 7) % 40)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        apps[i % 2].publish_ok(&event("alternating", id)).await;
+    }
+    for app in &apps {
+        let stored: Vec<String> = app
+            .topic_events("alternating", 9)
+            .await
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(stored, ids, "seq order is commit order across replicas");
+    }
+}
+
+/// Two replicas (real binaries) under load; one is SIGKILLed mid-load while the other keeps
+/// serving; then every acknowledged event — from either — is stored exactly once, the
+/// shared counters add up, and re-sending everything duplicates only what was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
+    let Some(server) = pg::shared("replicas::sigkill") else {
+        return;
+    };
+    let url = server.create_database();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let args = ["--store", url.as_str()];
+    let victim = BinaryApp::start_args(dirs[0].path(), &args);
+    let survivor = BinaryApp::start_args(dirs[1].path(), &args);
+    let acked: Acked = Arc::default();
+    let sent: Acked = Arc::default();
+    let addresses = [victim.address.clone(), survivor.address.clone()];
+    let publishers = spawn_publishers(&addresses, 4, 0, &acked, &sent);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    victim.signal(Signal::SIGKILL);
+    let status = tokio::task::spawn_blocking(move || victim.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.code().is_none(), "killed by the signal");
+    let at_kill = acked.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        acked.lock().unwrap().len() > at_kill,
+        "the surviving replica kept acknowledging"
+    );
+    survivor.signal(Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || survivor.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.success(), "the survivor drains and exits 0");
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let checker = BinaryApp::start_args(dirs[0].path(), &args);
+    let acked = acked.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    eprintln!(
+        "{} events acknowledged by two replicas, one killed",
+        acked.len()
+    );
+    check_after_restart(&checker.address, &acked, &sent).await;
+}
+
+/// PostgreSQL stopped (fast shutdown: every connection cut) and started again under load:
+/// publishes get 503 while it is down, readiness goes red and then green again without a
+/// restart of the service, and no acknowledged event is lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
+    let Some(mut server) = pg::private("replicas::postgres_restart") else {
+        return;
+    };
+    let url = server.create_database();
+    let store: StoreSetting = url.parse().unwrap();
+    let app = TestApp::spawn_on_store(store.clone(), |_| {}).await;
+    let acked: Acked = Arc::default();
+    let sent: Acked = Arc::default();
+    let publishers = spawn_publishers(std::slice::from_ref(&app.address), 3, 0, &acked, &sent);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    })
+    .await
+    .unwrap();
+    let at_stop = acked.lock().unwrap().len();
+    assert!(at_stop > 0, "publishes were acknowledged before the stop");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        503,
+        "not ready while PostgreSQL is down"
+    );
+    server = tokio::task::spawn_blocking(move || {
+        server.run().expect("restart postgres");
+        server
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.get("/readyz").await.status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "ready again after PostgreSQL is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at_restart = acked.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        acked.lock().unwrap().len() > at_restart,
+        "publishes are acknowledged again after the restart"
+    );
+    app.stop().await;
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let checker = TestApp::spawn_on_store(store, |_| {}).await;
+    let acked: HashSet<_> = acked.lock().unwrap().clone();
+    let sent: HashSet<_> = sent.lock().unwrap().clone();
+    eprintln!(
+        "{} acknowledged events across a PostgreSQL restart ({at_stop} before the stop)",
+        acked.len()
+    );
+    check_after_restart(&checker.address, &acked, &sent).await;
+    checker.stop().await;
+    drop(server);
+}
