@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench e2e            # full run (about 5 minutes, plus a one-off 10M prefill)
 //!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
+//!     E2E_ROWS=scale cargo bench --bench e2e  # only rows 9: SQLite vs PostgreSQL, 1-3 replicas
 //!
 //! The service under test is the release binary, started as a child process per scenario on a
 //! fresh data dir; the client is `uts-aggregator publish`'s library in this process.
@@ -17,6 +18,11 @@ use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
 use uts_aggregator::store::{Durability, PartitionWriter};
+
+/// The tests' throwaway PostgreSQL cluster, for rows 9.
+#[allow(dead_code)]
+#[path = "../tests/api/pg.rs"]
+mod pg;
 
 const NULL_SERVER_FLAG: &str = "--null-server";
 
@@ -39,6 +45,14 @@ fn main() {
         "uts-aggregator end-to-end benchmark (scale {scale}) on {}",
         machine()
     );
+    // Rows 9, run last (or alone with E2E_ROWS=scale).
+    let scale_rows = |table: &mut Table| {
+        scale_out_rows(table, &runtime, work.path(), &scaled, single_secs / 2.0)
+    };
+    if std::env::var("E2E_ROWS").is_ok_and(|rows| rows == "scale") {
+        scale_rows(&mut table);
+        return table.print();
+    }
 
     // 1. Ceiling: the batch-ingest rows straight into one partition database.
     let batch_spec = spec(scaled(1_000_000.0), 0.2, 500, 100);
@@ -275,6 +289,7 @@ fn main() {
     );
     table.check(&flood);
 
+    scale_rows(&mut table);
     table.print();
 }
 
@@ -296,7 +311,7 @@ fn load(
     rate: Option<f64>,
 ) -> PublishArgs {
     PublishArgs {
-        url: String::new(),
+        url: Vec::new(),
         count: 0,
         duration,
         dup_ratio: 0.0,
@@ -409,39 +424,118 @@ fn history_event(topic: String, event_id: String) -> Event {
     }
 }
 
-/// Runs `plan` against a fresh service on `data_dir`; returns the report and the service's
-/// peak RSS in KiB.
-async fn scenario(
-    data_dir: &Path,
-    extra: &[&str],
-    plan: &Arc<Plan>,
-    mut args: PublishArgs,
-) -> (Report, u64) {
+/// The release binary serving on an ephemeral port with its data in `data_dir`.
+fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra);
-    let (mut child, address) = start(command);
-    args.url = address;
+    command
+}
+
+/// Runs `plan` against a fresh service on `data_dir`; returns the report and the service's
+/// peak RSS in KiB.
+async fn scenario(
+    data_dir: &Path,
+    extra: &[&str],
+    plan: &Arc<Plan>,
+    args: PublishArgs,
+) -> (Report, u64) {
+    scenario_on(vec![serve_command(data_dir, extra)], plan, args).await
+}
+
+/// Runs `plan` against the servers `commands` start (replicas of one store when several),
+/// requests spread round-robin over them; returns the report and the first one's peak RSS.
+async fn scenario_on(
+    commands: Vec<Command>,
+    plan: &Arc<Plan>,
+    mut args: PublishArgs,
+) -> (Report, u64) {
+    let (mut children, urls): (Vec<Child>, Vec<String>) = commands.into_iter().map(start).unzip();
+    args.url = urls;
     let report = run_plan(&args, plan.clone()).await.expect("load run");
-    let rss = peak_rss_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let rss = peak_rss_kib(children[0].id());
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     (report, rss)
+}
+
+/// Rows 9: the batch and single-event loads on SQLite, then on one local PostgreSQL (a
+/// throwaway cluster, as in the tests) with 1, 2 and 3 replicas sharing it. Skipped, with the
+/// reason printed, when PostgreSQL is not installed.
+fn scale_out_rows(
+    table: &mut Table,
+    runtime: &tokio::runtime::Runtime,
+    work: &Path,
+    scaled: &dyn Fn(f64) -> usize,
+    single_secs: f64,
+) {
+    let Some(server) = pg::private("e2e rows 9 (scale-out)") else {
+        return;
+    };
+    let batch_plan = Arc::new(Plan::build(&spec(scaled(300_000.0), 0.2, 500, 100)));
+    let single_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.2, 1, 100)));
+    let loads = [
+        (
+            "batch 500, 8 conns",
+            &batch_plan,
+            load(500, 8, None, None),
+            "events/s",
+        ),
+        (
+            "1 event/request, 64 conns",
+            &single_plan,
+            load(1, 64, Some(single_secs), None),
+            "req/s",
+        ),
+    ];
+    for (index, (name, plan, args, unit)) in loads.into_iter().enumerate() {
+        let row = ['a', 'b'][index];
+        let figure = |r: &Report| {
+            if unit == "req/s" {
+                r.requests_per_second
+            } else {
+                r.events_per_second
+            }
+        };
+        let dir = work.join(format!("scale-sqlite-{index}"));
+        let (sqlite, _) = runtime.block_on(scenario(&dir, &[], plan, args.clone()));
+        table.row(
+            &format!("9{row}s {name}: SQLite, 1 node"),
+            figure(&sqlite),
+            unit,
+            None,
+        );
+        table.check(&sqlite);
+        for replicas in 1..=3 {
+            let url = server.create_database();
+            let commands = (0..replicas)
+                .map(|r| {
+                    let dir = work.join(format!("scale-pg-{index}-{replicas}-{r}"));
+                    serve_command(&dir, &["--store", &url])
+                })
+                .collect();
+            let (report, _) = runtime.block_on(scenario_on(commands, plan, args.clone()));
+            table.row(
+                &format!("9{row}p{replicas} {name}: PostgreSQL, {replicas} replica(s)"),
+                figure(&report),
+                unit,
+                Some((figure(&sqlite), 0.0, "of SQLite")),
+            );
+            table.check(&report);
+        }
+    }
 }
 
 async fn null_scenario(plan: &Arc<Plan>, mut args: PublishArgs) -> Report {
     let mut command = Command::new(std::env::current_exe().expect("own path"));
     command.arg(NULL_SERVER_FLAG);
-    let (mut child, address) = start(command);
-    args.url = address;
     args.no_check = true;
-    let report = run_plan(&args, plan.clone()).await.expect("load run");
-    let _ = child.kill();
-    let _ = child.wait();
-    report
+    scenario_on(vec![command], plan, args).await.0
 }
 
 /// Starts a server that logs a JSON line with `"listen"` when ready; returns it and its URL.

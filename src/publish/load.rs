@@ -16,8 +16,8 @@ use super::plan::Plan;
 /// How to send.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    /// Full URL of the publish endpoint.
-    pub publish_url: String,
+    /// Full URLs of the publish endpoint; request `i` goes to `publish_urls[i % len]`.
+    pub publish_urls: Vec<String>,
     pub concurrency: usize,
     /// Open loop at this many events per second; `None` = closed loop, as fast as possible.
     pub rate: Option<f64>,
@@ -139,7 +139,7 @@ async fn send(shared: &Shared, index: usize, since: Instant) {
     let outcome = loop {
         let mut request = shared
             .client
-            .post(&shared.spec.publish_url)
+            .post(&shared.spec.publish_urls[index % shared.spec.publish_urls.len()])
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.clone());
         if let Some(token) = &shared.spec.api_token {

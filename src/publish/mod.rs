@@ -21,9 +21,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Settings of `uts-aggregator publish`.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
-    /// Base URL of the aggregator.
-    #[arg(long, env = "AGG_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Base URL of the aggregator; several (comma-separated or repeated) spread the requests
+    /// round-robin over replicas of one shared store. `/stats` is checked on the first.
+    #[arg(long, env = "AGG_URL", value_delimiter = ',', num_args = 1.., default_value = "http://127.0.0.1:8080")]
+    pub url: Vec<String>,
     /// Events to send (with --duration: the most that are pre-built).
     #[arg(long, default_value_t = 5_000)]
     pub count: usize,
@@ -97,7 +98,13 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<Report> {
 
 /// Runs a pre-built plan (the benchmark builds plans outside its timed section).
 pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Report> {
-    let base = args.url.trim_end_matches('/').to_string();
+    let bases: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    anyhow::ensure!(!bases.is_empty(), "--url needs at least one URL");
+    let base = bases[0].clone();
     let client = reqwest::Client::new();
     let before = if args.no_check {
         None
@@ -117,7 +124,7 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
         ProgressBar::hidden()
     };
     let spec = LoadSpec {
-        publish_url: format!("{base}/publish"),
+        publish_urls: bases.iter().map(|b| format!("{b}/publish")).collect(),
         concurrency: args.concurrency,
         rate: args.rate,
         duration: args.duration.map(Duration::from_secs_f64),

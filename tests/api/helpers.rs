@@ -230,15 +230,6 @@ impl TestApp {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now (for a server that cannot be handed a listener).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub(crate) fn event(topic: &str, id: &str) -> Value {
     json!({
         "topic": topic,

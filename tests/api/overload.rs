@@ -85,7 +85,7 @@ async fn a_flood_gets_503_with_retry_after_and_nothing_of_a_503_is_stored() {
 async fn the_load_generator_retries_503s_and_ends_with_exact_counts() {
     let app = TestApp::spawn_with(overloaded()).await;
     let args = PublishArgs {
-        url: app.address.clone(),
+        url: vec![app.address.clone()],
         count: 3_000,
         duration: None,
         dup_ratio: 0.2,

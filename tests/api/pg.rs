@@ -12,8 +12,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::helpers::free_port;
-
 pub(crate) struct PgServer {
     bin: PathBuf,
     /// Holds `data/` and the socket dir; removed with the server.
@@ -72,6 +70,15 @@ fn find_bin() -> Result<PathBuf, String> {
         .pop()
         .map(|(_, bin)| bin)
         .ok_or_else(|| "no server under /usr/lib/postgresql/*/bin".into())
+}
+
+/// A TCP port free on 127.0.0.1 right now (for a server that cannot be handed a listener).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl PgServer {
