@@ -13,7 +13,7 @@ use uts_aggregator::config::StoreSetting;
 
 use crate::concurrency::publish_overlapping;
 use crate::crash::{Acked, check_after_restart, spawn_publishers};
-use crate::helpers::{BinaryApp, TestApp, event};
+use crate::helpers::{BinaryApp, TestApp, event, start_fails};
 use crate::pg;
 
 /// `replicas` apps on one new database of the shared server.
@@ -224,4 +224,52 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     check_after_restart(&checker.address, &acked, &sent).await;
     checker.stop().await;
     drop(server);
+}
+
+/// Start-up failures on the PostgreSQL store name the cause and never print the password:
+/// an unreachable server, and a partition count other than the one pinned in the database.
+#[tokio::test]
+async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
+    let binary = env!("CARGO_BIN_EXE_uts-aggregator");
+    let unreachable = format!(
+        "postgres://agg:s3cr3t-pw@127.0.0.1:{}/nowhere",
+        pg::free_port()
+    );
+    let text = start_fails(
+        std::process::Command::new(binary)
+            .args(["--listen", "127.0.0.1:0", "--store", &unreachable])
+            .env("RUST_BACKTRACE", "0"),
+    );
+    assert!(text.contains("postgres://agg@127.0.0.1:"), "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+    assert!(!text.contains("s3cr3t-pw"), "password leaked: {text}");
+
+    let Some(server) = pg::shared("replicas::start_failures") else {
+        return;
+    };
+    let url = server.create_database();
+    let app = TestApp::spawn_on_store(url.parse().unwrap(), |_| {}).await; // 3 partitions
+    // Answered only once the app has migrated and pinned its partition count.
+    assert_eq!(app.stats().await["partitions"].as_array().unwrap().len(), 3);
+    let text = tokio::task::spawn_blocking(move || {
+        start_fails(
+            std::process::Command::new(binary)
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--partitions",
+                    "5",
+                    "--store",
+                    &url,
+                ])
+                .env("RUST_BACKTRACE", "0"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.contains("created with 3 partitions, but 5 were requested"),
+        "{text}"
+    );
+    app.stop().await;
 }

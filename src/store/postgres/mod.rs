@@ -131,7 +131,7 @@ impl Shared {
         self.pool.get().await.map_err(|e| StoreError::Postgres {
             location: self.label.clone(),
             what: "connect",
-            reason: e.to_string(),
+            reason: with_causes(&e),
         })
     }
 }
@@ -140,8 +140,22 @@ impl Shared {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// `e` and its sources: "error connecting to server" alone does not say why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An opened, migrated PostgreSQL store.
