@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::http::{HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
-use crate::store::{Durability, Location, OpenOptions, PgLocation};
+use crate::store::{Durability, Location, OpenOptions};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -28,27 +28,6 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_INFLIGHT_BODY_MIB: usize = 64;
 pub const DEFAULT_STORE_POOL_SIZE: usize = 16;
-
-/// `--store`: the embedded SQLite files, or a shared PostgreSQL database.
-#[derive(Debug, Clone)]
-pub enum StoreSetting {
-    Sqlite,
-    Postgres(PgLocation),
-}
-
-impl std::str::FromStr for StoreSetting {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        if value == "sqlite" {
-            return Ok(Self::Sqlite);
-        }
-        value
-            .parse()
-            .map(Self::Postgres)
-            .map_err(|e| format!("{e} (or `sqlite`)"))
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,7 +81,7 @@ pub struct Config {
         default_value = "sqlite",
         hide_env_values = true
     )]
-    pub store: StoreSetting,
+    pub store: Location,
 
     /// Most PostgreSQL connections this process opens (writers take one per commit, reads one
     /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
@@ -276,10 +255,8 @@ impl Config {
     /// How to open the store `--store` names.
     pub fn open_options(&self) -> OpenOptions {
         OpenOptions {
-            location: match &self.store {
-                StoreSetting::Sqlite => Location::Sqlite(self.data_dir.clone()),
-                StoreSetting::Postgres(location) => Location::Postgres(location.clone()),
-            },
+            location: self.store.clone(),
+            data_dir: self.data_dir.clone(),
             partitions: self.partitions.map(usize::from),
             default_partitions: Self::default_partitions(),
             durability: self.durability,

@@ -41,7 +41,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use config::StoreSetting;
 use config::{Config, ConfigError};
 use http::AppState;
 use ingest::Ingest;
@@ -61,8 +60,8 @@ pub enum RunError {
 /// Where the events are, for the start-up log (never with a password).
 fn store_label(config: &Config) -> String {
     match &config.store {
-        StoreSetting::Sqlite => format!("sqlite:{}", config.data_dir.display()),
-        StoreSetting::Postgres(location) => location.to_string(),
+        store::Location::Sqlite => format!("sqlite:{}", config.data_dir.display()),
+        store::Location::Postgres(location) => location.to_string(),
     }
 }
 

@@ -52,19 +52,35 @@ pub enum Durability {
     Power,
 }
 
-/// Where the events live (`--store`).
+/// Where the events live (`--store`): `sqlite` or a `postgres://` URL.
 #[derive(Debug, Clone)]
 pub enum Location {
-    /// SQLite files in this data dir.
-    Sqlite(PathBuf),
+    /// SQLite files in the data dir.
+    Sqlite,
     /// A PostgreSQL database, shared with other replicas.
     Postgres(PgLocation),
+}
+
+impl std::str::FromStr for Location {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "sqlite" {
+            return Ok(Self::Sqlite);
+        }
+        value
+            .parse()
+            .map(Self::Postgres)
+            .map_err(|e| format!("{e} (or `sqlite`)"))
+    }
 }
 
 /// Everything needed to open a store.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
     pub location: Location,
+    /// The SQLite store's directory.
+    pub data_dir: PathBuf,
     /// `--partitions`; `None` = keep the stored count, or `default_partitions` on first start.
     pub partitions: Option<usize>,
     pub default_partitions: usize,
@@ -146,7 +162,7 @@ pub trait PartitionWriter: Send {
 /// Opens (creating or migrating) the store `options` names.
 pub async fn open(options: &OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
     match &options.location {
-        Location::Sqlite(data_dir) => Ok(Arc::new(sqlite::SqliteStore::open(data_dir, options)?)),
+        Location::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(options)?)),
         Location::Postgres(location) => {
             Ok(Arc::new(postgres::PgStore::open(location, options).await?))
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use uts_aggregator::config::{Config, StoreSetting};
+use uts_aggregator::config::Config;
+use uts_aggregator::store::Location;
 
 use crate::pg::PgServer;
 
@@ -30,9 +31,9 @@ impl Backend {
     }
 
     /// `--store` for a new app: `sqlite`, or the URL of a new database.
-    pub(crate) fn new_store(self) -> StoreSetting {
+    pub(crate) fn new_store(self) -> Location {
         match self {
-            Self::Sqlite => StoreSetting::Sqlite,
+            Self::Sqlite => Location::Sqlite,
             Self::Postgres(server) => server.create_database().parse().unwrap(),
         }
     }
@@ -71,7 +72,7 @@ pub(crate) struct TestApp {
     _dir: Option<tempfile::TempDir>,
     pub(crate) data_dir: PathBuf,
     /// Its `--store`; a restart reopens the same one.
-    pub(crate) store: StoreSetting,
+    pub(crate) store: Location,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), uts_aggregator::RunError>>>,
 }
@@ -104,10 +105,7 @@ impl TestApp {
     }
 
     /// A service on `store` (a replica, when another app uses the same PostgreSQL store).
-    pub(crate) async fn spawn_on_store(
-        store: StoreSetting,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Self {
+    pub(crate) async fn spawn_on_store(store: Location, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_path_buf();
         let mut app = Self::spawn_in(&path, |config| {

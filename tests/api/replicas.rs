@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use uts_aggregator::config::StoreSetting;
+use uts_aggregator::store::Location;
 
 use crate::concurrency::publish_overlapping;
 use crate::crash::{Acked, check_after_restart, spawn_publishers};
@@ -19,7 +19,7 @@ use crate::pg;
 /// `replicas` apps on one new database of the shared server.
 async fn replicas(test: &str, replicas: usize) -> Option<Vec<Arc<TestApp>>> {
     let server = pg::shared(test)?;
-    let store: StoreSetting = server.create_database().parse().unwrap();
+    let store: Location = server.create_database().parse().unwrap();
     let mut apps = Vec::new();
     for _ in 0..replicas {
         apps.push(Arc::new(
@@ -170,7 +170,7 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
         return;
     };
     let url = server.create_database();
-    let store: StoreSetting = url.parse().unwrap();
+    let store: Location = url.parse().unwrap();
     let app = TestApp::spawn_on_store(store.clone(), |_| {}).await;
     let acked: Acked = Arc::default();
     let sent: Acked = Arc::default();

@@ -13,10 +13,8 @@ mod schema;
 mod writer;
 
 pub use layout::{DataDir, LayoutError};
-pub use reader::PartitionReader;
+use reader::PartitionReader;
 pub use writer::SqliteWriter;
-
-use std::path::Path;
 
 use super::{Durability, OpenOptions, PartitionWriter, Store, StoreError, StoredEvent, Totals};
 
@@ -38,8 +36,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub fn open(root: &Path, options: &OpenOptions) -> Result<Self, StoreError> {
-        let data_dir = DataDir::open(root, options.partitions, options.default_partitions)?;
+    pub fn open(options: &OpenOptions) -> Result<Self, StoreError> {
+        let data_dir = DataDir::open(
+            &options.data_dir,
+            options.partitions,
+            options.default_partitions,
+        )?;
         let readers = (0..data_dir.partitions())
             .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
             .collect();

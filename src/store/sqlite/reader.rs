@@ -16,14 +16,14 @@ const MAX_IDLE_CONNECTIONS: usize = 4;
 /// Read access to one partition database. Cheap to share; blocking, so call it from
 /// `spawn_blocking`.
 #[derive(Debug)]
-pub struct PartitionReader {
+pub(super) struct PartitionReader {
     path: PathBuf,
     /// Idle connections, taken for one read and put back after it.
     idle: Mutex<Vec<Connection>>,
 }
 
 impl PartitionReader {
-    pub fn new(path: &Path) -> Self {
+    pub(super) fn new(path: &Path) -> Self {
         Self {
             path: path.into(),
             idle: Mutex::new(Vec::new()),
@@ -31,7 +31,7 @@ impl PartitionReader {
     }
 
     /// Up to `limit` events of `topic` with `seq > after`, ascending.
-    pub fn topic_page(
+    pub(super) fn topic_page(
         &self,
         topic: &str,
         after: i64,
@@ -45,7 +45,7 @@ impl PartitionReader {
     }
 
     /// Up to `limit` events ordered by (`topic`, `seq`), after the position `after`.
-    pub fn page(
+    pub(super) fn page(
         &self,
         after: Option<(&str, i64)>,
         limit: usize,
@@ -65,7 +65,7 @@ impl PartitionReader {
     }
 
     /// Every topic that has at least one stored event.
-    pub fn topics(&self) -> Result<Vec<String>, StoreError> {
+    pub(super) fn topics(&self) -> Result<Vec<String>, StoreError> {
         self.with_connection(|conn| {
             let mut stmt = conn.prepare_cached("SELECT topic FROM topics ORDER BY topic")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
