@@ -3,6 +3,7 @@
 //!     cargo bench --bench e2e            # full run (about 5 minutes, plus a one-off 10M prefill)
 //!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
 //!     E2E_ROWS=scale cargo bench --bench e2e  # only rows 9: SQLite vs PostgreSQL, 1-3 replicas
+//!     E2E_ROWS=core cargo bench --bench e2e   # only rows 1, 2, 3a, 3b, 6, 7 (~2 min)
 //!
 //! The service under test is the release binary, started as a child process per scenario on a
 //! fresh data dir; the client is `uts-aggregator publish`'s library in this process.
@@ -53,6 +54,8 @@ fn main() {
         scale_rows(&mut table);
         return table.print();
     }
+    // Only the rows that track the core ingest path (before/after comparisons of a change).
+    let all_rows = !std::env::var("E2E_ROWS").is_ok_and(|rows| rows == "core");
 
     // 1. Ceiling: the batch-ingest rows straight into one partition database.
     let batch_spec = spec(scaled(1_000_000.0), 0.2, 500, 100);
@@ -79,19 +82,21 @@ fn main() {
         Some((ceiling, 0.8, "of 1")),
     );
     table.check(&batch);
-    let (batch_power, _) = runtime.block_on(scenario(
-        &work.path().join("batch-power"),
-        &["--durability", "power"],
-        &batch_plan,
-        load(500, 8, None, None),
-    ));
-    table.row(
-        "2p batch ingest as 2, --durability power (fsync per commit)",
-        batch_power.events_per_second,
-        "events/s",
-        Some((batch.events_per_second, 0.0, "of 2")),
-    );
-    table.check(&batch_power);
+    if all_rows {
+        let (batch_power, _) = runtime.block_on(scenario(
+            &work.path().join("batch-power"),
+            &["--durability", "power"],
+            &batch_plan,
+            load(500, 8, None, None),
+        ));
+        table.row(
+            "2p batch ingest as 2, --durability power (fsync per commit)",
+            batch_power.events_per_second,
+            "events/s",
+            Some((batch.events_per_second, 0.0, "of 2")),
+        );
+        table.check(&batch_power);
+    }
 
     // 3. Single-event ingest next to the HTTP ceiling.
     let single_plan = Arc::new(Plan::build(&spec(scaled(2_000_000.0), 0.2, 1, 100)));
@@ -118,109 +123,112 @@ fn main() {
         Some((http_ceiling.requests_per_second, 0.5, "of 3a")),
     );
     table.check(&single);
-    let (single_power, _) = runtime.block_on(scenario(
-        &work.path().join("single-power"),
-        &["--durability", "power"],
-        &single_plan,
-        load(1, 64, Some(single_secs), None),
-    ));
-    table.row(
-        "3p single-event ingest as 3b, --durability power",
-        single_power.requests_per_second,
-        "req/s",
-        Some((single.requests_per_second, 0.0, "of 3b")),
-    );
-    table.check(&single_power);
+    if all_rows {
+        let (single_power, _) = runtime.block_on(scenario(
+            &work.path().join("single-power"),
+            &["--durability", "power"],
+            &single_plan,
+            load(1, 64, Some(single_secs), None),
+        ));
+        table.row(
+            "3p single-event ingest as 3b, --durability power",
+            single_power.requests_per_second,
+            "req/s",
+            Some((single.requests_per_second, 0.0, "of 3b")),
+        );
+        table.check(&single_power);
 
-    // 4. Duplicate storm: 90% re-sends of recent events, cache on and off.
-    let storm_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.9, 500, 100)));
-    let (storm_off, _) = runtime.block_on(scenario(
-        &work.path().join("storm-off"),
-        &["--cache-keys", "0"],
-        &storm_plan,
-        load(500, 8, None, None),
-    ));
-    table.row(
-        "4a duplicate storm (90% dup), cache off",
-        storm_off.events_per_second,
-        "events/s",
-        None,
-    );
-    table.check(&storm_off);
-    let (storm_on, _) = runtime.block_on(scenario(
-        &work.path().join("storm-on"),
-        &[],
-        &storm_plan,
-        load(500, 8, None, None),
-    ));
-    table.row(
-        "4b duplicate storm (90% dup), cache on",
-        storm_on.events_per_second,
-        "events/s",
-        Some((storm_off.events_per_second, 2.0, "of 4a")),
-    );
-    table.check(&storm_on);
+        // 4. Duplicate storm: 90% re-sends of recent events, cache on and off.
+        let storm_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.9, 500, 100)));
+        let (storm_off, _) = runtime.block_on(scenario(
+            &work.path().join("storm-off"),
+            &["--cache-keys", "0"],
+            &storm_plan,
+            load(500, 8, None, None),
+        ));
+        table.row(
+            "4a duplicate storm (90% dup), cache off",
+            storm_off.events_per_second,
+            "events/s",
+            None,
+        );
+        table.check(&storm_off);
+        let (storm_on, _) = runtime.block_on(scenario(
+            &work.path().join("storm-on"),
+            &[],
+            &storm_plan,
+            load(500, 8, None, None),
+        ));
+        table.row(
+            "4b duplicate storm (90% dup), cache on",
+            storm_on.events_per_second,
+            "events/s",
+            Some((storm_off.events_per_second, 2.0, "of 4a")),
+        );
+        table.check(&storm_on);
 
-    // 5. History: the batch-ingest load into a store already holding `history_events` events
-    // with interleaving random ids. Every run below gets its own copy of the prefilled store.
-    let history_dir = prefilled_store(history_events, "history");
-    let history_plan = Arc::new(Plan::build(&PlanSpec {
-        id_prefix: "history".into(),
-        ..batch_spec.clone()
-    }));
-    let on_history = |name: &str, extra: &[&str], plan: &Arc<Plan>| {
-        let copy = work.path().join(name);
-        copy_dir(&history_dir, &copy);
-        let result = runtime.block_on(scenario(&copy, extra, plan, load(500, 8, None, None)));
-        let _ = std::fs::remove_dir_all(&copy);
-        result
-    };
-    let (history, _) = on_history("history", &[], &history_plan);
-    table.row(
-        &format!("5a batch ingest into a store holding {history_events} events"),
-        history.events_per_second,
-        "events/s",
-        Some((batch.events_per_second, 0.8, "of 2")),
-    );
-    table.check(&history);
-    let (history_big_cache, history_big_rss) = on_history(
-        "history-cache",
-        &["--sqlite-cache-mib", "1024"],
-        &history_plan,
-    );
-    table.row(
-        &format!(
-            "5b same, --sqlite-cache-mib 1024 (peak RSS {:.0} MiB)",
-            history_big_rss as f64 / 1024.0
-        ),
-        history_big_cache.events_per_second,
-        "events/s",
-        Some((batch.events_per_second, 0.8, "of 2")),
-    );
-    table.check(&history_big_cache);
+        // 5. History: the batch-ingest load into a store already holding `history_events` events
+        // with interleaving random ids. Every run below gets its own copy of the prefilled store.
+        let history_dir = prefilled_store(history_events, "history");
+        let history_plan = Arc::new(Plan::build(&PlanSpec {
+            id_prefix: "history".into(),
+            ..batch_spec.clone()
+        }));
+        let on_history = |name: &str, extra: &[&str], plan: &Arc<Plan>| {
+            let copy = work.path().join(name);
+            copy_dir(&history_dir, &copy);
+            let result = runtime.block_on(scenario(&copy, extra, plan, load(500, 8, None, None)));
+            let _ = std::fs::remove_dir_all(&copy);
+            result
+        };
+        let (history, _) = on_history("history", &[], &history_plan);
+        table.row(
+            &format!("5a batch ingest into a store holding {history_events} events"),
+            history.events_per_second,
+            "events/s",
+            Some((batch.events_per_second, 0.8, "of 2")),
+        );
+        table.check(&history);
+        let (history_big_cache, history_big_rss) = on_history(
+            "history-cache",
+            &["--sqlite-cache-mib", "1024"],
+            &history_plan,
+        );
+        table.row(
+            &format!(
+                "5b same, --sqlite-cache-mib 1024 (peak RSS {:.0} MiB)",
+                history_big_rss as f64 / 1024.0
+            ),
+            history_big_cache.events_per_second,
+            "events/s",
+            Some((batch.events_per_second, 0.8, "of 2")),
+        );
+        table.check(&history_big_cache);
 
-    // 4c/4d. The duplicate storm where the cache has work to do: on the large store, the
-    // index pages of recent keys no longer all fit SQLite's page cache.
-    let history_storm = Arc::new(Plan::build(&PlanSpec {
-        id_prefix: "history-storm".into(),
-        ..spec(scaled(1_000_000.0), 0.9, 500, 100)
-    }));
-    let (big_storm_off, _) = on_history("storm-big-off", &["--cache-keys", "0"], &history_storm);
-    table.row(
-        &format!("4c duplicate storm on the {history_events}-event store, cache off"),
-        big_storm_off.events_per_second,
-        "events/s",
-        None,
-    );
-    table.check(&big_storm_off);
-    let (big_storm_on, _) = on_history("storm-big-on", &[], &history_storm);
-    table.row(
-        &format!("4d duplicate storm on the {history_events}-event store, cache on"),
-        big_storm_on.events_per_second,
-        "events/s",
-        Some((big_storm_off.events_per_second, 2.0, "of 4c")),
-    );
-    table.check(&big_storm_on);
+        // 4c/4d. The duplicate storm where the cache has work to do: on the large store, the
+        // index pages of recent keys no longer all fit SQLite's page cache.
+        let history_storm = Arc::new(Plan::build(&PlanSpec {
+            id_prefix: "history-storm".into(),
+            ..spec(scaled(1_000_000.0), 0.9, 500, 100)
+        }));
+        let (big_storm_off, _) =
+            on_history("storm-big-off", &["--cache-keys", "0"], &history_storm);
+        table.row(
+            &format!("4c duplicate storm on the {history_events}-event store, cache off"),
+            big_storm_off.events_per_second,
+            "events/s",
+            None,
+        );
+        table.check(&big_storm_off);
+        let (big_storm_on, _) = on_history("storm-big-on", &[], &history_storm);
+        table.row(
+            &format!("4d duplicate storm on the {history_events}-event store, cache on"),
+            big_storm_on.events_per_second,
+            "events/s",
+            Some((big_storm_off.events_per_second, 2.0, "of 4c")),
+        );
+        table.check(&big_storm_on);
+    }
 
     // 6. Latency at half the single-event maximum.
     let rate = single.requests_per_second * 0.5;
@@ -257,39 +265,41 @@ fn main() {
         "MiB",
         Some((150.0, 1.0, "≤ 150 MiB")),
     );
-    // 8. Overload: small queues and one job per commit (a slow disk); a flood of 256
-    // connections sending 1000-event batches. The client retries every 503.
-    let flood_plan = Arc::new(Plan::build(&spec(scaled(400_000.0), 0.2, 1000, 100)));
-    let (flood, flood_rss) = runtime.block_on(scenario(
-        &work.path().join("flood"),
-        &[
-            "--queue-capacity",
-            "2000",
-            "--batch-max-events",
-            "1",
-            "--enqueue-timeout-ms",
-            "10",
-        ],
-        &flood_plan,
-        load(1000, 256, None, None),
-    ));
-    let attempts: u64 = flood.statuses.values().sum();
-    let refused = flood.statuses.get("503").copied().unwrap_or(0);
-    table.row(
-        &format!("8a overload flood: share of {attempts} attempts answered 503 (all retried)"),
-        100.0 * refused as f64 / attempts.max(1) as f64,
-        "%",
-        None,
-    );
-    table.row(
-        "8b overload flood: peak RSS of the service",
-        flood_rss as f64 / 1024.0,
-        "MiB",
-        Some((150.0, 1.0, "≤ 150 MiB")),
-    );
-    table.check(&flood);
+    if all_rows {
+        // 8. Overload: small queues and one job per commit (a slow disk); a flood of 256
+        // connections sending 1000-event batches. The client retries every 503.
+        let flood_plan = Arc::new(Plan::build(&spec(scaled(400_000.0), 0.2, 1000, 100)));
+        let (flood, flood_rss) = runtime.block_on(scenario(
+            &work.path().join("flood"),
+            &[
+                "--queue-capacity",
+                "2000",
+                "--batch-max-events",
+                "1",
+                "--enqueue-timeout-ms",
+                "10",
+            ],
+            &flood_plan,
+            load(1000, 256, None, None),
+        ));
+        let attempts: u64 = flood.statuses.values().sum();
+        let refused = flood.statuses.get("503").copied().unwrap_or(0);
+        table.row(
+            &format!("8a overload flood: share of {attempts} attempts answered 503 (all retried)"),
+            100.0 * refused as f64 / attempts.max(1) as f64,
+            "%",
+            None,
+        );
+        table.row(
+            "8b overload flood: peak RSS of the service",
+            flood_rss as f64 / 1024.0,
+            "MiB",
+            Some((150.0, 1.0, "≤ 150 MiB")),
+        );
+        table.check(&flood);
 
-    scale_rows(&mut table);
+        scale_rows(&mut table);
+    }
     table.print();
 }
 
@@ -322,6 +332,7 @@ fn load(
         seed: None,
         id_prefix: None,
         api_token: None,
+        read_token: None,
         max_retries: 50,
         no_check: false,
         json: true,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::http::{HttpLimits, Secret};
+use crate::http::{ApiToken, Budgets, HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
 use crate::store::{Durability, Location, OpenOptions};
 
@@ -28,6 +28,11 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_INFLIGHT_BODY_MIB: usize = 64;
 pub const DEFAULT_STORE_POOL_SIZE: usize = 16;
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+pub const DEFAULT_MIN_UPLOAD_BYTES_PER_SEC: u64 = 1024;
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_INFLIGHT_READ_MIB: usize = 64;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,12 +98,14 @@ pub struct Config {
     #[arg(long, env = "AGG_PARTITIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub partitions: Option<u16>,
 
-    /// Require `Authorization: Bearer <token>` on POST /publish and GET /events. Unset = no auth.
+    /// A token with every scope: requests to POST /publish, GET /events, /topics and /stats
+    /// must carry `Authorization: Bearer <token>`. Unset (and no --api-token-file) = no auth.
     #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
 
-    /// A file of accepted tokens, one per line (blank lines and `#` comments ignored), in
-    /// addition to --api-token: rotate by adding the new token, moving clients, removing the old.
+    /// A file of accepted tokens in addition to --api-token, one per line: `<token>` (every
+    /// scope) or `<token> <scope>[,<scope>]` with scopes `publish` and `read`; blank lines and
+    /// `#` comments are ignored. Rotate by adding the new token, moving clients, removing the old.
     #[arg(long, env = "AGG_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
 
@@ -146,9 +153,34 @@ pub struct Config {
     #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Open connections at most; past it, new connections wait in the kernel's backlog.
+    /// Connections served at once. As many again are accepted and wait up to the header
+    /// timeout for a slot, then get 503 + Retry-After; past that they wait in the listen backlog.
     #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// Connections the kernel queues before the service accepts them (listen backlog; the
+    /// kernel caps it at net.core.somaxconn).
+    #[arg(long, env = "AGG_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
+
+    /// Seconds a response may wait for the client to read it: a client that takes less than
+    /// 16 KiB of a blocked response in that time is disconnected and its slot freed.
+    #[arg(long, env = "AGG_WRITE_TIMEOUT_SECS", default_value_t = DEFAULT_WRITE_TIMEOUT_SECS)]
+    pub write_timeout_secs: u64,
+
+    /// Least average rate of a request body after a 5 s grace, in bytes/s (slower: 408).
+    #[arg(long, env = "AGG_MIN_UPLOAD_BYTES_PER_SEC", default_value_t = DEFAULT_MIN_UPLOAD_BYTES_PER_SEC)]
+    pub min_upload_bytes_per_sec: u64,
+
+    /// Byte bound of one GET /events page, in bytes of JSON (a page always holds at least one
+    /// event; `Link: rel="next"` continues).
+    #[arg(long, env = "AGG_MAX_PAGE_BYTES", default_value_t = DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_bytes: usize,
+
+    /// Memory for GET /events pages being built or written, in MiB; past it, reads wait up to
+    /// the enqueue timeout, then get 503.
+    #[arg(long, env = "AGG_MAX_INFLIGHT_READ_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_READ_MIB)]
+    pub max_inflight_read_mib: usize,
 
     /// Seconds a client has to send a request's headers (a slowloris client is cut off).
     #[arg(long, env = "AGG_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
@@ -158,9 +190,10 @@ pub struct Config {
     #[arg(long, env = "AGG_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
     pub body_timeout_secs: u64,
 
-    /// Memory for publishes in progress, in MiB: each holds 3× its body size (body plus parsed
-    /// events) from before the read until the reply; past the budget publishes wait up to the
-    /// enqueue timeout, then get 503. Bounds memory whatever the number of connections.
+    /// Memory for publishes in progress, in MiB: bodies as their bytes arrive, then their
+    /// parsed events until committed (whether or not the client is still connected); past the
+    /// budget publishes wait up to the enqueue timeout, then get 503. Bounds memory whatever
+    /// the number of connections.
     #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
     pub max_inflight_body_mib: usize,
 
@@ -184,6 +217,12 @@ pub enum ConfigError {
     },
     #[error("--api-token-file {0} holds no token; refusing to start without the auth it asks for")]
     EmptyTokenFile(PathBuf),
+    #[error("--api-token-file {path} line {line}: {reason}")]
+    BadTokenLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
     #[error(
@@ -195,7 +234,7 @@ pub enum ConfigError {
     QueueTooLarge { max: usize },
     #[error(
         "--max-inflight-body-mib ({budget_mib} MiB) must hold at least one --max-body-bytes \
-         body ({body} bytes) and its parsed events (3× the body)"
+         body ({body} bytes) while it is parsed (3× the body)"
     )]
     BodyBudgetTooSmall { budget_mib: usize, body: usize },
 }
@@ -213,6 +252,8 @@ impl Config {
             ("max-body-bytes", self.max_body_bytes),
             ("max-events-per-request", self.max_events_per_request),
             ("store-pool-size", self.store_pool_size),
+            ("max-page-bytes", self.max_page_bytes),
+            ("max-inflight-read-mib", self.max_inflight_read_mib),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -224,7 +265,7 @@ impl Config {
                 request: self.max_events_per_request,
             });
         }
-        let per_byte = crate::http::MEMORY_PER_BODY_BYTE;
+        let per_byte = 1 + crate::http::PARSE_BYTES_PER_BODY_BYTE;
         if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes * per_byte {
             return Err(ConfigError::BodyBudgetTooSmall {
                 budget_mib: self.max_inflight_body_mib,
@@ -265,20 +306,34 @@ impl Config {
         }
     }
 
-    /// Every accepted token: --api-token plus the lines of --api-token-file.
-    pub fn api_tokens(&self) -> Result<Vec<Secret>, ConfigError> {
-        let mut tokens: Vec<Secret> = self.api_token.iter().cloned().collect();
+    /// Every accepted token: --api-token (every scope) plus the lines of --api-token-file.
+    pub fn api_tokens(&self) -> Result<Vec<ApiToken>, ConfigError> {
+        // An empty --api-token (e.g. `AGG_API_TOKEN=` from a compose file) means "unset".
+        let mut tokens: Vec<ApiToken> = self
+            .api_token
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .map(ApiToken::all_scopes)
+            .collect();
         if let Some(path) = &self.api_token_file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
                 path: path.clone(),
                 source,
             })?;
-            let from_file: Vec<Secret> = text
+            let from_file = text
                 .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(Secret::new)
-                .collect();
+                .enumerate()
+                .map(|(n, l)| (n + 1, l.trim()))
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                .map(|(line, l)| {
+                    ApiToken::parse_line(l).map_err(|reason| ConfigError::BadTokenLine {
+                        path: path.clone(),
+                        line,
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             if from_file.is_empty() {
                 return Err(ConfigError::EmptyTokenFile(path.clone()));
             }
@@ -291,12 +346,16 @@ impl Config {
         crate::http::server::ServeLimits {
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            write_timeout: Duration::from_secs(self.write_timeout_secs.max(1)),
         }
     }
 
-    /// The body budget in KiB permits.
-    pub fn body_budget_kib(&self) -> usize {
-        self.max_inflight_body_mib.saturating_mul(1024)
+    /// The HTTP layer's memory budgets.
+    pub fn budgets(&self) -> Budgets {
+        Budgets {
+            inflight_body_bytes: self.max_inflight_body_mib.saturating_mul(1024 * 1024),
+            inflight_read_bytes: self.max_inflight_read_mib.saturating_mul(1024 * 1024),
+        }
     }
 
     pub fn http_limits(&self) -> HttpLimits {
@@ -306,6 +365,8 @@ impl Config {
             retry_after_secs: self.enqueue_timeout_ms.div_ceil(1000).max(1),
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             enqueue_timeout: Duration::from_millis(self.enqueue_timeout_ms),
+            min_upload_bytes_per_sec: self.min_upload_bytes_per_sec,
+            max_page_bytes: self.max_page_bytes,
         }
     }
 

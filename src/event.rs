@@ -26,6 +26,18 @@ pub struct Event {
     pub payload: Box<RawValue>,
 }
 
+impl Event {
+    /// Heap and inline bytes this event holds, as charged on the in-flight memory budget.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.topic.capacity()
+            + self.event_id.capacity()
+            + self.timestamp.capacity()
+            + self.source.capacity()
+            + self.payload.get().len()
+    }
+}
+
 /// One schema violation: which event (by index in the request) and which field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -85,6 +97,9 @@ pub fn parse_publish_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, 
     };
     let base_depth = usize::from(is_array);
     if let Some(index) = first_element_deeper_than(text, base_depth + PRE_SCAN_DEPTH_LIMIT) {
+        // Too deep for serde to parse; but "too deep" only applies to JSON. Text that is not
+        // JSON at all (50,000 unclosed `[`) is a 400, however deep it goes.
+        check_json_syntax(text).map_err(RequestError::NotJson)?;
         return Err(RequestError::Invalid(vec![depth_error(index)]));
     }
     let elements: Vec<&RawValue> = if is_array {
@@ -242,6 +257,130 @@ pub(crate) fn first_element_deeper_than(text: &str, max_depth: usize) -> Option<
     None
 }
 
+/// Checks that `text` is one JSON value, without recursion (any depth, constant stack).
+/// Used only where serde's recursion limit stops it from telling.
+fn check_json_syntax(text: &str) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Expect {
+        /// A value (at the start, after `[`, `,` in an array, or `:`).
+        Value,
+        /// A key or `}` right after `{`.
+        FirstKey,
+        /// A key after `,` in an object.
+        Key,
+        /// `:` after a key.
+        Colon,
+        /// `,` or the closing bracket after a value inside a container, or the end at top level.
+        AfterValue,
+    }
+    let bytes = text.as_bytes();
+    let mut containers: Vec<u8> = Vec::new();
+    let mut expect = Expect::Value;
+    let mut i = 0;
+    let error = |i: usize, what: &str| Err(format!("not JSON: {what} at byte {i}"));
+    while i < bytes.len() {
+        let b = bytes[i];
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+            continue;
+        }
+        match expect {
+            Expect::Value | Expect::FirstKey | Expect::Key => {
+                let empty_array = expect == Expect::Value && b == b']' && {
+                    // `[]`: the `]` right after `[` (only whitespace between).
+                    containers.last() == Some(&b'[')
+                        && text[..i].trim_end().ends_with('[')
+                };
+                if empty_array || (expect == Expect::FirstKey && b == b'}') {
+                    containers.pop();
+                    expect = Expect::AfterValue;
+                    i += 1;
+                    continue;
+                }
+                if expect != Expect::Value {
+                    if b != b'"' {
+                        return error(i, "expected a key");
+                    }
+                    i = skip_string(bytes, i).ok_or("not JSON: unterminated string")?;
+                    expect = Expect::Colon;
+                    continue;
+                }
+                match b {
+                    b'[' => {
+                        containers.push(b'[');
+                        i += 1;
+                        continue;
+                    }
+                    b'{' => {
+                        containers.push(b'{');
+                        expect = Expect::FirstKey;
+                        i += 1;
+                        continue;
+                    }
+                    b'"' => i = skip_string(bytes, i).ok_or("not JSON: unterminated string")?,
+                    b't' | b'f' | b'n' => {
+                        let word = ["true", "false", "null"]
+                            .into_iter()
+                            .find(|w| text[i..].starts_with(w))
+                            .ok_or("not JSON: unknown literal")?;
+                        i += word.len();
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        let end = bytes[i..]
+                            .iter()
+                            .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                            .map_or(bytes.len(), |n| i + n);
+                        if text[i..end].parse::<f64>().is_err() {
+                            return error(i, "bad number");
+                        }
+                        i = end;
+                    }
+                    _ => return error(i, "expected a value"),
+                }
+                expect = Expect::AfterValue;
+            }
+            Expect::Colon => {
+                if b != b':' {
+                    return error(i, "expected `:`");
+                }
+                expect = Expect::Value;
+                i += 1;
+            }
+            Expect::AfterValue => {
+                match (containers.last(), b) {
+                    (Some(b'['), b',') => expect = Expect::Value,
+                    (Some(b'{'), b',') => expect = Expect::Key,
+                    (Some(b'['), b']') | (Some(b'{'), b'}') => {
+                        containers.pop();
+                    }
+                    (None, _) => return error(i, "data after the JSON value"),
+                    _ => return error(i, "expected `,` or a closing bracket"),
+                }
+                i += 1;
+            }
+        }
+    }
+    if expect == Expect::AfterValue && containers.is_empty() {
+        Ok(())
+    } else {
+        Err("not JSON: the text ends inside a value".into())
+    }
+}
+
+/// The index just past the string starting at `bytes[start]` (a `"`), or `None` if it never
+/// ends.
+fn skip_string(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +488,29 @@ mod tests {
                 panic!("depth {depth} must be 422");
             };
             assert_eq!((e[0].index, e[0].field), (0, "payload"));
+        }
+    }
+
+    #[test]
+    fn deep_text_that_is_not_json_is_a_400_not_a_422() {
+        for body in ["[".repeat(50_000), r#"{"a":"#.repeat(50_000), format!("[{}x", nested_payload(200))] {
+            assert!(
+                matches!(parse_publish_body(body.as_bytes(), 1), Err(RequestError::NotJson(_))),
+                "{}",
+                &body[..20]
+            );
+        }
+    }
+
+    #[test]
+    fn the_syntax_check_agrees_with_serde_on_shallow_text() {
+        for text in [
+            "[]", "{}", "[1, -2.5e3, true, null, \"a\\\"b\"]", r#"{"a": {"b": [{}]}, "c": ""}"#,
+            "[", "]", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]", "01x", "\"abc", "[] []", "{,}", "[,1]",
+            "tru", "nul", "[1]]", "{\"a\":1}}",
+        ] {
+            let serde_ok = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            assert_eq!(check_json_syntax(text).is_ok(), serde_ok, "{text}");
         }
     }
 

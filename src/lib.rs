@@ -2,6 +2,7 @@
 //! once, keeps each topic in order, and answers a publish only after its commit.
 //!
 //! # Layout
+//! - [`budget`]: memory budgets in bytes (in-flight publishes, `/events` responses).
 //! - [`config`]: clap settings (flags + `AGG_*` env), named defaults, validation.
 //! - [`event`]: the event type; parsing and validation of a publish body (pure).
 //! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
@@ -24,6 +25,7 @@
 //! ```
 //! `ARCHITECTURE.md` states the same steps with what a crash at each one means.
 
+pub mod budget;
 pub mod config;
 pub mod dedup;
 pub mod event;
@@ -87,7 +89,7 @@ pub async fn run(
         config.http_limits(),
         config.api_tokens()?,
         metrics,
-        config.body_budget_kib(),
+        config.budgets(),
     ));
     tracing::info!(
         listen = %listener.local_addr()?,

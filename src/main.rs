@@ -15,8 +15,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         None => cli.serve,
     };
     init_logging(config.log_format);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = uts_aggregator::http::server::bind(config.listen, config.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     if let Err(e) = uts_aggregator::run(config, listener, uts_aggregator::shutdown::signal()).await
     {

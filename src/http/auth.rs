@@ -1,6 +1,9 @@
-//! The optional bearer tokens. Compared in constant time so a token cannot be guessed byte by
-//! byte from response timing; held in [`Secret`], whose `Debug` never shows it, so a token
-//! cannot reach a log line by accident.
+//! The optional bearer tokens and their scopes. Compared in constant time so a token cannot be
+//! guessed byte by byte from response timing; held in [`Secret`], whose `Debug` never shows it,
+//! so a token cannot reach a log line by accident.
+//!
+//! Each token has scopes: `publish` (`POST /publish`) and `read` (`/events`, `/topics`,
+//! `/stats`). A missing or unknown token gets 401, a known token without the scope 403.
 
 use axum::http::{HeaderMap, header};
 
@@ -17,6 +20,10 @@ impl Secret {
 
     fn expose(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -39,10 +46,78 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /publish`.
+    Publish,
+    /// `GET /events`, `/events/stream`, `/topics`, `/stats`.
+    Read,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::Publish, Scope::Read];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Read => "read",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.name() == s)
+            .ok_or_else(|| format!("unknown scope {s:?} (known: publish, read)"))
+    }
+}
+
+/// An accepted token and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub secret: Secret,
+    pub scopes: Vec<Scope>,
+}
+
+impl ApiToken {
+    /// A token with every scope.
+    pub fn all_scopes(secret: Secret) -> Self {
+        Self {
+            secret,
+            scopes: Scope::ALL.to_vec(),
+        }
+    }
+
+    /// A line of the token file: `<token>` (every scope) or `<token> <scope>[,<scope>]`.
+    pub fn parse_line(line: &str) -> Result<Self, String> {
+        let mut words = line.split_whitespace();
+        let secret = Secret::new(words.next().ok_or("empty line")?);
+        let scopes = match words.next() {
+            None => Scope::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().parse())
+                .collect::<Result<Vec<Scope>, String>>()?,
+        };
+        if words.next().is_some() {
+            return Err("expected `<token>` or `<token> <scope>[,<scope>]`".into());
+        }
+        Ok(Self { secret, scopes })
+    }
+}
+
 /// Accepts the request when no token is configured or it carries
-/// `Authorization: Bearer <token>` for one of them. Every token is compared, so the time does
-/// not tell which one nearly matched.
-pub(super) fn authorize(tokens: &[Secret], headers: &HeaderMap) -> Result<(), ApiError> {
+/// `Authorization: Bearer <token>` for a token with `scope`. Every token is compared, so the
+/// time does not tell which one nearly matched.
+pub(super) fn authorize(
+    tokens: &[ApiToken],
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<(), ApiError> {
     if tokens.is_empty() {
         return Ok(());
     }
@@ -50,13 +125,17 @@ pub(super) fn authorize(tokens: &[Secret], headers: &HeaderMap) -> Result<(), Ap
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    let matched = tokens.iter().fold(false, |found, token| {
-        found | constant_time_eq(token.expose(), given)
+    let matched = tokens.iter().fold(None, |found, token| {
+        if constant_time_eq(token.secret.expose(), given) {
+            Some(token)
+        } else {
+            found
+        }
     });
-    if matched {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+    match matched {
+        None => Err(ApiError::Unauthorized),
+        Some(token) if token.scopes.contains(&scope) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(scope.name())),
     }
 }
 
@@ -81,14 +160,42 @@ mod tests {
     }
 
     #[test]
-    fn any_configured_token_is_accepted() {
-        let tokens = [Secret::new("a"), Secret::new("b")];
+    fn any_configured_token_is_accepted_for_its_scopes_only() {
+        let tokens = [
+            ApiToken::all_scopes(Secret::new("a")),
+            ApiToken::parse_line("b read").unwrap(),
+        ];
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, "Bearer b".parse().unwrap());
-        assert!(authorize(&tokens, &headers).is_ok());
+        assert!(authorize(&tokens, &headers, Scope::Read).is_ok());
+        assert!(matches!(
+            authorize(&tokens, &headers, Scope::Publish),
+            Err(ApiError::Forbidden("publish"))
+        ));
+        headers.insert(header::AUTHORIZATION, "Bearer a".parse().unwrap());
+        assert!(authorize(&tokens, &headers, Scope::Publish).is_ok());
         headers.insert(header::AUTHORIZATION, "Bearer c".parse().unwrap());
-        assert!(authorize(&tokens, &headers).is_err());
-        assert!(authorize(&[], &HeaderMap::new()).is_ok());
+        assert!(matches!(
+            authorize(&tokens, &headers, Scope::Read),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(authorize(&[], &HeaderMap::new(), Scope::Read).is_ok());
+    }
+
+    #[test]
+    fn token_file_lines_name_their_scopes() {
+        assert_eq!(ApiToken::parse_line("t").unwrap().scopes, Scope::ALL.to_vec());
+        assert_eq!(
+            ApiToken::parse_line("t publish").unwrap().scopes,
+            vec![Scope::Publish]
+        );
+        assert_eq!(
+            ApiToken::parse_line("t  read,publish").unwrap().scopes,
+            vec![Scope::Read, Scope::Publish]
+        );
+        for bad in ["t admin", "t read extra", "t read,"] {
+            assert!(ApiToken::parse_line(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 401: an API token is configured and the request did not carry it.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// 403: the token is known but lacks the scope the route needs.
+    #[error("this token lacks the {0} scope")]
+    Forbidden(&'static str),
     /// 404: no such route.
     #[error("no such endpoint")]
     NotFound,
@@ -46,6 +49,18 @@ pub enum ApiError {
     /// same request may have been committed; retrying is safe, they come back as duplicates.
     #[error("storage unavailable")]
     StoreUnavailable { partially_committed: bool },
+    /// 408: the request body arrived slower than the minimum upload rate.
+    #[error("the request body arrived slower than {min_bytes_per_sec} bytes/s")]
+    UploadTooSlow { min_bytes_per_sec: u64 },
+    /// 503 + `Retry-After`: every connection slot stayed busy.
+    #[error("too many connections, retry later")]
+    TooManyConnections,
+    /// 503 + `Retry-After`: too many `/events` responses are in flight.
+    #[error("too many reads in progress, retry later")]
+    ReadsBusy,
+    /// 503 + `Retry-After`: a partition database is missing or replaced; see the log.
+    #[error("a partition database is missing or was replaced; the operator must restore it")]
+    PartitionLost,
     /// 500: a bug or an unexpected failure; the cause is logged.
     #[error("internal error")]
     Internal,
@@ -56,15 +71,19 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestTimeout | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::ShuttingDown | Self::StoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::ShuttingDown
+            | Self::StoreUnavailable { .. }
+            | Self::TooManyConnections
+            | Self::ReadsBusy
+            | Self::PartitionLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,7 +91,11 @@ impl ApiError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::Overloaded { retry_after_secs } => Some(*retry_after_secs),
-            Self::ShuttingDown | Self::StoreUnavailable { .. } => Some(1),
+            Self::ShuttingDown
+            | Self::StoreUnavailable { .. }
+            | Self::TooManyConnections
+            | Self::ReadsBusy
+            | Self::PartitionLost => Some(1),
             _ => None,
         }
     }

@@ -7,27 +7,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
-use super::auth::authorize;
+use super::auth::{Scope, authorize};
 use super::error::ApiError;
-use super::{AppState, blocking_read};
+use super::{AppState, blocking_read, query};
+use crate::budget::Charge;
 use crate::ingest::partition_of;
-use crate::store::StoredEvent;
+use crate::store::{PageLimit, StoredEvent};
 
 /// Default and maximum page size.
 pub const MAX_PAGE: usize = 10_000;
-
-#[derive(Deserialize)]
-struct EventsQuery {
-    topic: Option<String>,
-    after: Option<String>,
-    limit: Option<String>,
-}
 
 /// Position after the last event of a page, across all topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,18 +33,27 @@ struct Cursor {
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&state.api_tokens, &headers)?;
-    let query: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let limit = parse_limit(query.limit.as_deref())?;
-    let (events, next) = match query.topic {
+    authorize(&state.api_tokens, &headers, Scope::Read)?;
+    let mut params = query::parse(raw.as_deref(), &["topic", "after", "limit"])?;
+    let max_events = parse_limit(params.get("limit").map(String::as_str))?;
+    let limit = PageLimit {
+        max_events: max_events + 1,
+        max_bytes: state.limits.max_page_bytes,
+    };
+    // Held until the response is written: bounds the memory of all pages in flight.
+    let mut charge = state
+        .read_budget
+        .charge(read_reservation(&state), state.limits.enqueue_timeout)
+        .await
+        .map_err(|_| ApiError::ReadsBusy)?;
+    let (events, next) = match params.remove("topic") {
         Some(topic) => {
             if topic.is_empty() {
                 return Err(ApiError::BadRequest("topic must not be empty".into()));
             }
-            let after = match query.after.as_deref() {
+            let after = match params.get("after").map(String::as_str) {
                 None => 0,
                 Some(raw) => raw.parse::<i64>().ok().filter(|&s| s >= 0).ok_or_else(|| {
                     ApiError::BadRequest(format!(
@@ -65,22 +67,25 @@ pub(super) async fn list(
             let mut events = blocking_read(move || {
                 reader_state
                     .store
-                    .topic_page(partition, &topic_for_read, after, limit + 1)
+                    .topic_page(partition, &topic_for_read, after, limit)
             })
             .await?;
-            let next = (events.len() > limit).then(|| {
-                events.truncate(limit);
+            let more = trim_page(&mut events, max_events, limit.max_bytes);
+            let next = more.then(|| {
                 let last = events.last().map_or(after, |e| e.seq);
                 vec![
                     ("topic", topic),
                     ("after", last.to_string()),
-                    ("limit", limit.to_string()),
+                    ("limit", max_events.to_string()),
                 ]
             });
             (events, next)
         }
         None => {
-            let after = query.after.as_deref().map(Cursor::parse).transpose()?;
+            let after = params
+                .get("after")
+                .map(|raw| Cursor::parse(raw))
+                .transpose()?;
             if after
                 .as_ref()
                 .is_some_and(|c| c.partition >= state.store.partitions())
@@ -91,22 +96,25 @@ pub(super) async fn list(
             }
             let reader_state = state.clone();
             let mut rows =
-                blocking_read(move || all_topics_page(&reader_state, after, limit + 1)).await?;
-            let next = (rows.len() > limit).then(|| {
-                rows.truncate(limit);
-                let (partition, last) = rows.last().expect("limit >= 1 rows remain");
+                blocking_read(move || all_topics_page(&reader_state, after, limit)).await?;
+            let more = trim_page(&mut rows, max_events, limit.max_bytes);
+            let next = more.then(|| {
+                let (partition, last) = rows.last().expect("a page that continues holds events");
                 let cursor = Cursor {
                     partition: *partition,
                     topic: last.topic.clone(),
                     seq: last.seq,
                 };
-                vec![("after", cursor.encode()), ("limit", limit.to_string())]
+                vec![("after", cursor.encode()), ("limit", max_events.to_string())]
             });
             (rows.into_iter().map(|(_, e)| e).collect(), next)
         }
     };
 
-    let mut response = Json(events).into_response();
+    let body = serde_json::to_vec(&events).map_err(|_| ApiError::Internal)?;
+    drop(events);
+    charge.shrink_to(body.len());
+    let mut response = charged_json(body, charge);
     if let Some(params) = next {
         let query = serde_urlencoded::to_string(params).map_err(|_| ApiError::Internal)?;
         let link = format!("</events?{query}>; rel=\"next\"");
@@ -114,6 +122,60 @@ pub(super) async fn list(
         response.headers_mut().insert(header::LINK, value);
     }
     Ok(response)
+}
+
+/// Memory one page may take before it is serialised: the rows (up to the byte bound plus
+/// one event that did not fit, which is at most a body's size) and their JSON.
+fn read_reservation(state: &AppState) -> usize {
+    2 * (state.limits.max_page_bytes + state.limits.max_body_bytes)
+}
+
+/// Cuts a page fetched with room for `max_events + 1` events (see [`PageLimit`]) to what the
+/// client gets, and says whether more events may follow: the extra event exists, or the byte
+/// bound ended the page (its last event, which crossed the bound, is left for the next page
+/// unless it is the only one).
+fn trim_page<T: AsPageEvent>(page: &mut Vec<T>, max_events: usize, max_bytes: usize) -> bool {
+    let bytes: usize = page.iter().map(|e| e.event().json_bytes()).sum();
+    let more = page.len() > max_events || bytes >= max_bytes;
+    if page.len() > max_events || (bytes > max_bytes && page.len() > 1) {
+        page.pop();
+    }
+    more
+}
+
+/// A page row: an event, alone or tagged with its partition.
+trait AsPageEvent {
+    fn event(&self) -> &StoredEvent;
+}
+
+impl AsPageEvent for StoredEvent {
+    fn event(&self) -> &StoredEvent {
+        self
+    }
+}
+
+impl AsPageEvent for (usize, StoredEvent) {
+    fn event(&self) -> &StoredEvent {
+        &self.1
+    }
+}
+
+/// A JSON response whose memory stays charged on the read budget until hyper has taken the
+/// body for writing.
+fn charged_json(body: Vec<u8>, charge: Charge) -> Response {
+    let chunk = futures_util::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(body))
+    });
+    let release = futures_util::stream::once(async move {
+        drop(charge);
+        Ok(axum::body::Bytes::new())
+    });
+    use futures_util::StreamExt;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(chunk.chain(release)),
+    )
+        .into_response()
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
@@ -128,24 +190,32 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
         })
 }
 
-/// Up to `limit` events across partitions, starting after `after`, tagged with their partition.
+/// Events across partitions after `after`, tagged with their partition, fetched with the
+/// same rule as one partition's page: up to `limit.max_events`, ending with the event that
+/// reaches `limit.max_bytes`.
 fn all_topics_page(
     state: &AppState,
     after: Option<Cursor>,
-    limit: usize,
+    limit: PageLimit,
 ) -> Result<Vec<(usize, StoredEvent)>, crate::store::StoreError> {
     let start = after.as_ref().map_or(0, |c| c.partition);
     let mut rows = Vec::new();
+    let mut bytes = 0;
     for partition in start..state.store.partitions() {
+        if rows.len() >= limit.max_events || bytes >= limit.max_bytes {
+            break;
+        }
         let position = after
             .as_ref()
             .filter(|c| c.partition == partition)
             .map(|c| (c.topic.as_str(), c.seq));
-        let page = state.store.page(partition, position, limit - rows.len())?;
+        let room = PageLimit {
+            max_events: limit.max_events - rows.len(),
+            max_bytes: limit.max_bytes - bytes,
+        };
+        let page = state.store.page(partition, position, room)?;
+        bytes += page.iter().map(StoredEvent::json_bytes).sum::<usize>();
         rows.extend(page.into_iter().map(|e| (partition, e)));
-        if rows.len() == limit {
-            break;
-        }
     }
     Ok(rows)
 }

@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can take publishes: not
-//! shutting down, every partition worker alive, every store's last commit succeeded).
+//! shutting down, every partition worker alive, every store's last commit or check
+//! succeeded, every partition database still present).
 
 use std::sync::Arc;
 
@@ -24,7 +25,9 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, J
             reasons.push(format!("partition {id}: worker stopped"));
         }
         if !partition.stats.store_ok() {
-            reasons.push(format!("partition {id}: last commit failed"));
+            reasons.push(format!(
+                "partition {id}: store not writable or its database is missing (see the log)"
+            ));
         }
     }
     if reasons.is_empty() {

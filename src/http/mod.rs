@@ -1,13 +1,16 @@
 //! The HTTP API of `../API.md`: one file per endpoint group, errors in [`error`].
 
 mod auth;
-pub use auth::Secret;
+pub use auth::{ApiToken, Scope, Secret};
+mod conn_io;
 pub mod error;
 mod events;
 mod health;
 mod publish;
+mod query;
 pub mod server;
 mod stats;
+mod topics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::budget::MemoryBudget;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::stats::ServiceStats;
@@ -26,7 +30,7 @@ use crate::store::Store;
 use error::ApiError;
 
 pub use events::MAX_PAGE;
-pub(crate) use publish::MEMORY_PER_BODY_BYTE;
+pub(crate) use publish::PARSE_BYTES_PER_BODY_BYTE;
 
 /// Request limits enforced before anything is enqueued.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +43,17 @@ pub struct HttpLimits {
     pub body_timeout: std::time::Duration,
     /// How long a publish waits for body budget or queue space before 503.
     pub enqueue_timeout: std::time::Duration,
+    /// After a short grace, the least average rate a request body must arrive at (else 408).
+    pub min_upload_bytes_per_sec: u64,
+    /// Byte bound of one `/events` page (JSON), beside its event count.
+    pub max_page_bytes: usize,
+}
+
+/// Memory budgets of the HTTP layer, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    pub inflight_body_bytes: usize,
+    pub inflight_read_bytes: usize,
 }
 
 /// Everything a handler needs; shared by all handlers for the life of the server.
@@ -49,12 +64,14 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub service_stats: ServiceStats,
     pub limits: HttpLimits,
-    /// Accepted bearer tokens; empty = no auth.
-    pub api_tokens: Vec<Secret>,
+    /// Accepted bearer tokens with their scopes; empty = no auth.
+    pub api_tokens: Vec<ApiToken>,
     pub metrics: Metrics,
-    /// Budget of request-body bytes being read or processed, in KiB permits: bounds the memory
-    /// of concurrent publishes whatever the number of connections.
-    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Publish bodies being read and their events until committed (`--max-inflight-body-mib`):
+    /// bounds the memory of publishes whatever the number of connections or disconnects.
+    pub body_budget: MemoryBudget,
+    /// `/events` pages until written (`--max-inflight-read-mib`).
+    pub read_budget: MemoryBudget,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     shutting_down: AtomicBool,
 }
@@ -64,12 +81,13 @@ impl AppState {
         ingest: Ingest,
         store: Arc<dyn Store>,
         limits: HttpLimits,
-        api_tokens: Vec<Secret>,
+        api_tokens: Vec<ApiToken>,
         metrics: Metrics,
-        body_budget_kib: usize,
+        budgets: Budgets,
     ) -> Self {
         Self {
-            body_budget: Arc::new(tokio::sync::Semaphore::new(body_budget_kib)),
+            body_budget: MemoryBudget::new(budgets.inflight_body_bytes),
+            read_budget: MemoryBudget::new(budgets.inflight_read_bytes),
             ingest,
             store,
             service_stats: ServiceStats::new(),
@@ -136,6 +154,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/publish", post(publish::publish))
         .route("/events", get(events::list))
+        .route("/topics", get(topics::list))
         .route("/stats", get(stats::stats))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -168,8 +187,8 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 
 /// Routes are labelled by a fixed list so a scanner probing random paths cannot create new
 /// series; everything else is `other`.
-const ROUTES: [&str; 6] = [
-    "/publish", "/events", "/stats", "/metrics", "/healthz", "/readyz",
+const ROUTES: [&str; 7] = [
+    "/publish", "/events", "/topics", "/stats", "/metrics", "/healthz", "/readyz",
 ];
 
 /// Counts every request by route and status, and times publishes.

@@ -1,67 +1,66 @@
-//! `POST /publish`: authorise, check the content type, read the body within its limit,
-//! validate the whole request, then hand it to the ingest router and wait for the commit.
+//! `POST /publish`: authorise, check the content type and encoding, read the body within its
+//! limits, validate the whole request, then hand it to the ingest router and wait for the
+//! commit.
+//!
+//! Memory: the body is charged on the in-flight budget as its bytes arrive (a slow upload
+//! holds only what it has sent), then the parsed events are; their charge goes into the
+//! queue with them and comes back after the commit (see [`crate::budget`]). A body must also
+//! keep up a minimum average rate after a short grace, so a trickling upload is cut off.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use super::AppState;
-use super::auth::authorize;
+use super::auth::{Scope, authorize};
 use super::error::ApiError;
+use crate::budget::{BudgetError, Charge};
 use crate::event::{RequestError, parse_publish_body};
 use crate::ingest::PublishOutcome;
 
-/// Memory a publish holds per body byte: the body, plus its parsed events (owned strings and
-/// the raw payload), measured at about twice the body's size.
-pub(crate) const MEMORY_PER_BODY_BYTE: usize = 3;
+/// Extra budget taken before parsing, per body byte: parsed events hold about as much as the
+/// body again (owned strings, the raw payload) plus per-event overhead. Shrunk to the events'
+/// real size right after parsing.
+pub(crate) const PARSE_BYTES_PER_BODY_BYTE: usize = 2;
+
+/// Time an upload may take before the minimum rate applies.
+const UPLOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub(super) async fn publish(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PublishOutcome>, ApiError> {
-    authorize(&state.api_tokens, &headers)?;
+    authorize(&state.api_tokens, &headers, Scope::Publish)?;
     require_json(&headers)?;
+    require_identity_encoding(&headers)?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
     let limit = state.limits.max_body_bytes;
-    // Reserve this request's share of the in-flight budget before reading the body (the
-    // declared length when there is one, else the limit), times what the parsed events add;
-    // held until the reply.
     let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(limit);
-    if declared > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "request body is larger than {limit} bytes"
-        )));
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|d| d > limit) {
+        return Err(too_large(limit));
     }
-    let kib =
-        u32::try_from((declared * MEMORY_PER_BODY_BYTE).div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let _budget = tokio::time::timeout(
-        state.limits.enqueue_timeout,
-        state.body_budget.clone().acquire_many_owned(kib),
-    )
-    .await
-    .map_err(|_| ApiError::Overloaded {
+    let (bytes, mut charge) = read_body(&state, body).await?;
+    let overloaded = |_: BudgetError| ApiError::Overloaded {
         retry_after_secs: state.limits.retry_after_secs,
-    })?
-    .map_err(|_| ApiError::ShuttingDown)?;
-    let read = tokio::time::timeout(state.limits.body_timeout, axum::body::to_bytes(body, limit))
+    };
+    charge
+        .grow_to(
+            bytes.len() * (1 + PARSE_BYTES_PER_BODY_BYTE),
+            state.limits.enqueue_timeout,
+        )
         .await
-        .map_err(|_| ApiError::RequestTimeout)?;
-    let bytes = read.map_err(|e| {
-        if is_length_limit(&e) {
-            ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes"))
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {e}"))
-        }
-    })?;
+        .map_err(overloaded)?;
     let events = match parse_publish_body(&bytes, state.limits.max_events_per_request) {
         Ok(events) => events,
         Err(e) => {
@@ -73,37 +72,137 @@ pub(super) async fn publish(
             return Err(e.into());
         }
     };
+    drop(bytes);
+    charge.shrink_to(events.iter().map(crate::event::Event::memory_bytes).sum());
     let outcome = state
         .ingest
-        .submit(events)
+        .submit(events, charge)
         .await
         .map_err(|e| ApiError::from_ingest(e, state.limits.retry_after_secs))?;
     Ok(Json(outcome))
 }
 
+/// Reads the body chunk by chunk, charging each chunk on the in-flight budget before taking
+/// the next, within the size limit, the body timeout and the minimum upload rate.
+async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), ApiError> {
+    let limits = &state.limits;
+    let started = Instant::now();
+    let whole_deadline = started + limits.body_timeout;
+    let mut charge = state.body_budget.empty();
+    let mut bytes = Vec::new();
+    let mut body = body;
+    loop {
+        // The next byte must arrive before the average rate falls below the minimum.
+        let rate_deadline = started
+            + UPLOAD_GRACE
+            + Duration::from_secs_f64((bytes.len() + 1) as f64 / limits.min_upload_bytes_per_sec.max(1) as f64);
+        let deadline = whole_deadline.min(rate_deadline);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) if deadline == whole_deadline => return Err(ApiError::RequestTimeout),
+            Err(_) => {
+                return Err(ApiError::UploadTooSlow {
+                    min_bytes_per_sec: limits.min_upload_bytes_per_sec,
+                });
+            }
+            Ok(None) => return Ok((bytes, charge)),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!(
+                    "could not read the request body: {e}"
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if bytes.len() + data.len() > limits.max_body_bytes {
+            return Err(too_large(limits.max_body_bytes));
+        }
+        charge
+            .grow_to(bytes.len() + data.len(), limits.enqueue_timeout)
+            .await
+            .map_err(|_| ApiError::Overloaded {
+                retry_after_secs: limits.retry_after_secs,
+            })?;
+        bytes.extend_from_slice(&data);
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes"))
+}
+
+/// `Content-Type: application/json`, with no `charset` or `charset=utf-8`.
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let essence = content_type
-        .and_then(|v| v.split(';').next())
-        .map(str::trim);
-    match essence {
-        Some(e) if e.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
+    let mut parts = content_type.unwrap_or("").split(';').map(str::trim);
+    let essence = parts.next().unwrap_or("");
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json, got {}",
             content_type.unwrap_or("none")
-        ))),
+        )));
     }
+    for parameter in parts {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        if name.trim().eq_ignore_ascii_case("charset")
+            && !value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the only accepted charset is utf-8, got {}",
+                value.trim()
+            )));
+        }
+    }
+    Ok(())
 }
 
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// Compressed bodies are not accepted yet: anything but `identity` is refused, never ignored.
+fn require_identity_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let value = value.to_str().unwrap_or("(not text)");
+        if value
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {value} is not supported; accepted: identity"
+            )));
         }
-        source = e.source();
     }
-    false
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn json_with_utf8_or_no_charset_only() {
+        for ok in ["application/json", "Application/JSON; charset=UTF-8", "application/json;charset=\"utf-8\""] {
+            assert!(require_json(&headers(&[(header::CONTENT_TYPE, ok)])).is_ok(), "{ok}");
+        }
+        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonx"] {
+            assert!(require_json(&headers(&[(header::CONTENT_TYPE, bad)])).is_err(), "{bad}");
+        }
+        assert!(require_json(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn only_identity_encoding_is_accepted() {
+        assert!(require_identity_encoding(&HeaderMap::new()).is_ok());
+        assert!(require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, "identity")])).is_ok());
+        for bad in ["gzip", "br", "identity, gzip"] {
+            let err = require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, bad)])).unwrap_err();
+            assert!(err.to_string().contains("accepted: identity"), "{bad}");
+        }
+    }
 }

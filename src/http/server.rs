@@ -1,31 +1,60 @@
 //! Serving connections. `axum::serve` sets no timer, so hyper's header-read timeout never
 //! applies and a client that trickles its headers (slowloris) would hold a connection forever;
-//! nor does it bound open connections. This loop does both, and shuts down gracefully:
-//! stop accepting, let in-flight requests finish, close idle keep-alive connections.
+//! nor does it bound open connections or time out a client that never reads. This loop does
+//! all three, and shuts down gracefully: stop accepting, let in-flight requests finish, close
+//! idle keep-alive connections.
+//!
+//! Connections past `max_connections` are still accepted, up to as many again: each waits
+//! (FIFO) up to the header timeout for a slot, and if none frees, gets `503` + `Retry-After`
+//! and is closed. So every connection the kernel queued gets an HTTP answer instead of a
+//! reset or an endless wait; past both bounds, connections wait in the listen backlog.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::response::IntoResponse;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn_io::GuardedIo;
+use super::error::ApiError;
 
 /// Largest read buffer of one connection. hyper's default (~400 KB) let every connection
 /// buffer most of a large body before its handler ran; bodies are read in chunks anyway.
+/// It also bounds how many pipelined requests a connection can have buffered.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// Open connections at most; past it, accepting pauses (the kernel backlog queues).
+    /// Connections served at once; as many again wait for a slot (then 503).
     pub max_connections: usize,
-    /// Time a client has to send a request's headers, on a new or a kept-alive connection.
+    /// Time a client has to send a request's headers, on a new or a kept-alive connection;
+    /// also how long a connection past the cap waits for a slot.
     pub header_read_timeout: Duration,
+    /// Time a blocked response write may wait for the client to read (see `conn_io`).
+    pub write_timeout: Duration,
+}
+
+/// Binds `address` with a listen backlog of `backlog` connections (tokio's `bind` fixes it at
+/// 1024; past the backlog the kernel drops or resets new connections).
+pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains connections.
@@ -35,14 +64,17 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    // One permit per open connection, held by the connection's task.
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max = limits.max_connections.max(1);
+    // One permit per served connection, held by the connection's task.
+    let connections = Arc::new(Semaphore::new(max));
+    // One permit per accepted connection that waits for a slot or is being told 503.
+    let waiting = Arc::new(Semaphore::new(max));
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        let waiting_permit = tokio::select! {
+            permit = waiting.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let stream = tokio::select! {
@@ -58,19 +90,69 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(READ_BUFFER_BYTES)
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
+        let connections = connections.clone();
+        let service = service.clone();
+        // Taken before the wait for a slot, so shutdown also waits for waiting connections.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let slot = match connections.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => tokio::time::timeout(limits.header_read_timeout, connections.acquire_owned())
+                    .await
+                    .ok()
+                    .map(|slot| slot.expect("the semaphore is never closed")),
+            };
+            match slot {
+                Some(slot) => {
+                    drop(waiting_permit);
+                    serve_connection(stream, service, limits, watcher, slot).await;
+                }
+                None => {
+                    answer_busy(stream, limits).await;
+                    drop(waiting_permit);
+                }
             }
-            drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+fn connection_builder(limits: ServeLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
+    builder
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    service: TowerToHyperService<Router>,
+    limits: ServeLimits,
+    watcher: Watcher,
+    slot: OwnedSemaphorePermit,
+) {
+    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
+    let connection = connection_builder(limits).serve_connection(io, service);
+    let connection = watcher.watch(connection);
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    drop(slot);
+}
+
+/// Answers every request of a connection that found no free slot with 503 + `Retry-After`,
+/// then closes it.
+async fn answer_busy(stream: TcpStream, limits: ServeLimits) {
+    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
+    let busy = hyper::service::service_fn(|_request| async {
+        Ok::<_, std::convert::Infallible>(ApiError::TooManyConnections.into_response().map(Body::new))
+    });
+    let mut builder = connection_builder(limits);
+    builder.keep_alive(false);
+    if let Err(e) = builder.serve_connection(io, busy).await {
+        tracing::debug!(error = %e, "busy connection ended with an error");
+    }
 }

@@ -1,12 +1,16 @@
-//! `GET /stats`: lifetime totals, per-partition state and the topic list.
+//! `GET /stats`: lifetime totals, per-partition state and the first topics (at most
+//! [`MAX_TOPICS_PAGE`]; `GET /topics` lists them all).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use serde::Serialize;
 
+use super::auth::{Scope, authorize};
 use super::error::ApiError;
+use super::topics::MAX_TOPICS_PAGE;
 use super::{AppState, blocking_read};
 use crate::store::Totals;
 
@@ -15,8 +19,11 @@ pub(super) struct StatsBody {
     #[serde(flatten)]
     totals: Totals,
     rejected: u64,
+    /// The first topics in byte order, at most `MAX_TOPICS_PAGE`.
     topics: Vec<String>,
-    topic_count: usize,
+    /// True when there are more topics than `topics` lists.
+    topics_truncated: bool,
+    topic_count: u64,
     uptime_seconds: f64,
     partitions: Vec<PartitionBody>,
 }
@@ -25,6 +32,8 @@ pub(super) struct StatsBody {
 struct PartitionBody {
     id: usize,
     queue_depth: usize,
+    /// Memory of the events queued or committing.
+    queue_bytes: usize,
     /// Events this partition has committed, duplicates included (its `received`).
     committed: u64,
     unique_processed: u64,
@@ -33,11 +42,19 @@ struct PartitionBody {
     store_ok: bool,
 }
 
-pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<StatsBody>, ApiError> {
+pub(super) async fn stats(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<StatsBody>, ApiError> {
+    authorize(&state.api_tokens, &headers, Scope::Read)?;
     let reader_state = state.clone();
-    let (topics, shared) = blocking_read(move || {
+    let (topics, topic_count, shared) = blocking_read(move || {
         let store = &reader_state.store;
-        Ok((store.topics()?, store.shared_totals()?))
+        Ok((
+            store.topics_page(None, MAX_TOPICS_PAGE)?,
+            store.topic_count()?,
+            store.shared_totals()?,
+        ))
     })
     .await?;
     state.publish_shared_totals(shared);
@@ -54,6 +71,7 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Sta
             PartitionBody {
                 id,
                 queue_depth: p.queue_depth(),
+                queue_bytes: p.queued_bytes(),
                 committed: t.received,
                 unique_processed: t.unique_processed,
                 duplicate_dropped: t.duplicate_dropped,
@@ -65,8 +83,9 @@ pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Sta
     Ok(Json(StatsBody {
         totals,
         rejected: state.service_stats.rejected(),
-        topic_count: topics.len(),
-        topics,
+        topics_truncated: topic_count > topics.len() as u64,
+        topic_count,
+        topics: topics.into_iter().map(|t| t.topic).collect(),
         uptime_seconds: state.service_stats.uptime_seconds(),
         partitions,
     }))

@@ -8,6 +8,10 @@
 //! Only with every permit held are the jobs sent, without any await in between, so a request
 //! is enqueued all-or-nothing. A permit travels inside its job and is released once the job's
 //! events are committed and answered.
+//!
+//! Queues are also bounded in bytes: every job carries its share of the request's
+//! [`Charge`] on the in-flight memory budget, given back only when the job is dropped after
+//! its commit was answered, so a client that disconnects cannot leave unaccounted events queued.
 
 mod batch;
 mod partitioner;
@@ -16,11 +20,13 @@ mod worker;
 pub use partitioner::{partition_of, topic_hash};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::budget::Charge;
 use crate::dedup::DedupCache;
 use crate::event::Event;
 use crate::metrics::{Metrics, PartitionMetrics};
@@ -57,6 +63,34 @@ pub(crate) struct Job {
     reply: oneshot::Sender<Result<JobOutcome, CommitFailed>>,
     /// Queue capacity held by `events`, returned when the job is dropped after its reply.
     _permit: OwnedSemaphorePermit,
+    /// The events' bytes on the in-flight budget and in the partition's queued-bytes gauge,
+    /// both given back when the job is dropped after its reply.
+    _bytes: QueuedBytes,
+}
+
+/// A job's bytes: charged on the budget and counted in its partition's queued bytes.
+#[derive(Debug)]
+struct QueuedBytes {
+    _charge: Charge,
+    bytes: usize,
+    gauge: Arc<AtomicUsize>,
+}
+
+impl QueuedBytes {
+    fn new(charge: Charge, bytes: usize, gauge: Arc<AtomicUsize>) -> Self {
+        gauge.fetch_add(bytes, Ordering::Relaxed);
+        Self {
+            _charge: charge,
+            bytes,
+            gauge,
+        }
+    }
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,6 +135,8 @@ pub struct PartitionHandle {
     /// Free queue capacity in events. Closed at shutdown so waiting requests fail fast.
     capacity: Arc<Semaphore>,
     queue_capacity: usize,
+    /// Memory of the events queued or committing in this partition.
+    queued_bytes: Arc<AtomicUsize>,
     pub stats: Arc<PartitionStats>,
     pub(crate) metrics: PartitionMetrics,
 }
@@ -110,6 +146,11 @@ impl PartitionHandle {
     pub fn queue_depth(&self) -> usize {
         self.queue_capacity
             .saturating_sub(self.capacity.available_permits())
+    }
+
+    /// Memory of the events accepted into this partition and not yet committed and answered.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -164,6 +205,7 @@ impl Ingest {
                 jobs,
                 capacity: Arc::new(Semaphore::new(settings.queue_capacity)),
                 queue_capacity: settings.queue_capacity,
+                queued_bytes: Arc::new(AtomicUsize::new(0)),
                 stats,
                 metrics: partition_metrics,
             });
@@ -188,12 +230,21 @@ impl Ingest {
         }
     }
 
-    /// Enqueues `events` all-or-nothing and waits until every one is committed.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<PublishOutcome, IngestError> {
+    /// Enqueues `events` all-or-nothing and waits until every one is committed. `charge`
+    /// holds the events' memory on the in-flight budget; it is split among the jobs and given
+    /// back as each is answered (see the module doc).
+    pub async fn submit(
+        &self,
+        events: Vec<Event>,
+        mut charge: Charge,
+    ) -> Result<PublishOutcome, IngestError> {
         let received = events.len();
         let mut parts: Vec<Vec<Event>> = (0..self.partitions.len()).map(|_| Vec::new()).collect();
+        let mut part_bytes = vec![0usize; self.partitions.len()];
         for event in events {
-            parts[partition_of(&event.topic, self.partitions.len())].push(event);
+            let partition = partition_of(&event.topic, self.partitions.len());
+            part_bytes[partition] += event.memory_bytes();
+            parts[partition].push(event);
         }
 
         let WhenFull::Reject { after } = self.when_full;
@@ -206,12 +257,19 @@ impl Ingest {
         for (partition, permit) in permits {
             let (reply, answer) = oneshot::channel();
             let events = std::mem::take(&mut parts[partition]);
+            let handle = &self.partitions[partition];
+            let bytes = part_bytes[partition];
             let job = Job {
                 events,
                 reply,
                 _permit: permit,
+                _bytes: QueuedBytes::new(
+                    charge.split_off(bytes),
+                    bytes,
+                    handle.queued_bytes.clone(),
+                ),
             };
-            match self.partitions[partition].jobs.try_send(job) {
+            match handle.jobs.try_send(job) {
                 Ok(()) => replies.push(answer),
                 Err(_) => {
                     return Err(IngestError::Unavailable {

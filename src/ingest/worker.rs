@@ -42,8 +42,9 @@ pub(super) struct Reopen {
     pub(super) cache_keys: usize,
 }
 
-/// How often a worker whose last commit failed tries a one-row write, so readiness turns
-/// green again when the fault (lock, full disk) is gone even if no publish arrives.
+/// How often an idle worker checks its store: after a failed commit, a one-row write, so
+/// readiness turns green again when the fault (lock, full disk) is gone even if no publish
+/// arrives; otherwise a check that the database file is still there.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the worker does next.
@@ -74,7 +75,7 @@ impl PartitionWorker {
             let next = tokio::select! {
                 job = self.queue.recv() => Next::Job(job),
                 _ = self.drain.wait_for(|drain| *drain), if !draining => Next::Drain,
-                _ = probe.tick(), if !self.stats.store_ok() => Next::Probe,
+                _ = probe.tick() => Next::Probe,
             };
             let first = match next {
                 Next::Job(job) => job,
@@ -82,6 +83,15 @@ impl PartitionWorker {
                     // Refuse new jobs but keep receiving the ones already queued.
                     self.queue.close();
                     draining = true;
+                    continue;
+                }
+                Next::Probe if self.stats.store_ok() => {
+                    // Healthy: only check that the database is still there (a stat call).
+                    let (store, _) = state.as_ref().expect("state is put back after every use");
+                    if let Err(e) = store.check_present() {
+                        tracing::error!(partition = self.id, error = %e, "partition database lost; readiness is red");
+                        self.stats.set_store_ok(false);
+                    }
                     continue;
                 }
                 Next::Probe => {

@@ -52,9 +52,12 @@ pub struct PublishArgs {
     /// Prefix of generated event ids [default: random per run, so runs never collide].
     #[arg(long)]
     pub id_prefix: Option<String>,
-    /// Bearer token for POST /publish.
+    /// Bearer token for POST /publish (needs the `publish` scope).
     #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Bearer token for the GET /stats check (needs the `read` scope) [default: --api-token].
+    #[arg(long, env = "AGG_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
     /// Retries of one request after 503 or a connection error.
     #[arg(long, default_value_t = 50)]
     pub max_retries: u32,
@@ -106,10 +109,11 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
     anyhow::ensure!(!bases.is_empty(), "--url needs at least one URL");
     let base = bases[0].clone();
     let client = reqwest::Client::new();
+    let read_token = args.read_token.as_deref().or(args.api_token.as_deref());
     let before = if args.no_check {
         None
     } else {
-        Some(stats(&client, &base).await?)
+        Some(stats(&client, &base, read_token).await?)
     };
 
     let progress = if std::io::stderr().is_terminal() && !args.json {
@@ -136,7 +140,7 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
     let check = match before {
         None => None,
         Some(before) => {
-            let after = stats(&client, &base).await?;
+            let after = stats(&client, &base, read_token).await?;
             let (expected_received, expected_unique, expected_duplicate) =
                 report::expected_counts(&plan, &result.acked);
             Some(Check {
@@ -153,12 +157,26 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
 }
 
 /// (received, unique_processed, duplicate_dropped) from `/stats`.
-async fn stats(client: &reqwest::Client, base: &str) -> anyhow::Result<(u64, u64, u64)> {
-    let body: serde_json::Value = client
-        .get(format!("{base}/stats"))
+async fn stats(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u64, u64, u64)> {
+    let mut request = client.get(format!("{base}/stats"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {base}/stats"))?
+        .with_context(|| format!("cannot reach {base}/stats"))?;
+    let status = response.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "{base}/stats answered {status}: the check needs a token with the read scope \
+         (--read-token, or an --api-token with every scope), or skip it with --no-check"
+    );
+    let body: serde_json::Value = response
         .json()
         .await
         .context("/stats did not answer JSON")?;

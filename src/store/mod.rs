@@ -102,6 +102,68 @@ pub struct StoredEvent {
     pub seq: i64,
 }
 
+impl StoredEvent {
+    /// About the bytes this event takes as `/events` JSON (the fields plus the keys and quoting
+    /// around them); what a page's byte bound counts.
+    pub fn json_bytes(&self) -> usize {
+        const FRAMING: usize = 96;
+        FRAMING
+            + self.topic.len()
+            + self.event_id.len()
+            + self.timestamp.len()
+            + self.source.len()
+            + self.payload.get().len()
+    }
+}
+
+/// How large a page of events may get: at most `max_events`, and it ends with the event that
+/// reaches `max_bytes` of JSON (so it always holds at least one event, and a caller can tell
+/// that the byte bound, not the end of the data, ended it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
+impl PageLimit {
+    /// Takes rows from `rows` until the page is full; stops reading there, so a page is never
+    /// held in memory beyond its bound plus one event.
+    pub fn collect<E>(
+        self,
+        rows: impl IntoIterator<Item = Result<StoredEvent, E>>,
+    ) -> Result<Vec<StoredEvent>, E> {
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for row in rows {
+            if page.len() >= self.max_events || bytes >= self.max_bytes {
+                break;
+            }
+            let event = row?;
+            bytes += event.json_bytes();
+            page.push(event);
+        }
+        Ok(page)
+    }
+}
+
+/// One topic as `GET /topics` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    /// Events of the topic stored now.
+    pub events: u64,
+    /// The highest `seq` ever given in the topic.
+    pub last_seq: i64,
+}
+
+/// Merges per-partition topic pages (each sorted) into the first `limit` topics by byte order.
+pub(crate) fn merge_topic_pages(pages: Vec<Vec<TopicInfo>>, limit: usize) -> Vec<TopicInfo> {
+    let mut all: Vec<TopicInfo> = pages.into_iter().flatten().collect();
+    all.sort_unstable_by(|a, b| a.topic.as_bytes().cmp(b.topic.as_bytes()));
+    all.truncate(limit);
+    all
+}
+
 /// An opened store. Every method blocks: call them from `spawn_blocking`.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The pinned partition count (fixed at first start, see [`DataDir`]).
@@ -111,25 +173,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// panic lost the previous one. Does no I/O for PostgreSQL (connections come per batch).
     fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError>;
 
-    /// Up to `limit` events of `topic` (owned by `partition`) with `seq > after`, ascending.
+    /// Events of `topic` (owned by `partition`) with `seq > after`, ascending, as many as
+    /// `limit` allows.
     fn topic_page(
         &self,
         partition: usize,
         topic: &str,
         after: i64,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Up to `limit` events of `partition` ordered by (`topic`, `seq`), after `after`.
+    /// Events of `partition` ordered by (`topic`, `seq`), after `after`, as many as `limit`
+    /// allows.
     fn page(
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Every topic with at least one stored event, in byte order.
-    fn topics(&self) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` topics after `after`, in byte order, with their counts (kept with the
+    /// events, never counted by a scan).
+    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError>;
+
+    /// How many topics exist.
+    fn topic_count(&self) -> Result<u64, StoreError>;
 
     /// Lifetime totals per partition as the store holds them now, when other processes may
     /// commit to it too. `None` when this process is the only writer, so the totals its own
@@ -157,6 +225,13 @@ pub trait PartitionWriter: Send {
     /// A small write in its own transaction: proves the store takes commits again after a
     /// failure.
     fn probe(&mut self) -> Result<(), StoreError>;
+
+    /// Cheap check that the storage this writer commits to is still the one it opened (the
+    /// SQLite file was not deleted or replaced). Checked before and after every commit, and
+    /// every second while idle, so readiness turns red without a publish.
+    fn check_present(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Opens (creating or migrating) the store `options` names.
@@ -196,6 +271,8 @@ pub enum StoreError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("partition database {path} {reason}; commits refused until it is restored and the service restarted")]
+    PartitionLost { path: String, reason: String },
     #[error("postgres error ({what}) on {location}: {reason}")]
     Postgres {
         location: String,

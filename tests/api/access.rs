@@ -1,5 +1,6 @@
-//! Access: tokens from a flag or a file, required on `/publish` and `/events` only, compared
-//! in constant time (unit-tested in `http::auth`), and never written to the log.
+//! Access: tokens from a flag or a file, with scopes (`publish`, `read`); required on
+//! `/publish`, `/events`, `/topics` and `/stats` only; compared in constant time (unit-tested in
+//! `http::auth`), and never written to the log.
 
 use std::time::Duration;
 
@@ -31,11 +32,79 @@ async fn every_token_of_the_token_file_is_accepted_and_others_are_not() {
     assert_eq!(publish_with(&app, Some("tok-old")).await, 200);
     assert_eq!(publish_with(&app, Some("tok-other")).await, 401);
     assert_eq!(publish_with(&app, None).await, 401);
-    assert_eq!(app.get("/events").await.status(), 401);
-    for open in ["/healthz", "/readyz", "/metrics", "/stats"] {
+    for guarded in ["/events", "/topics", "/stats"] {
+        assert_eq!(app.get(guarded).await.status(), 401, "{guarded} needs a token");
+    }
+    for open in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(app.get(open).await.status(), 200, "{open} stays open");
     }
     app.stop().await;
+}
+
+async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = app.client.get(format!("{}{path}", app.address));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn scopes_decide_what_a_token_may_do_401_unknown_403_lacking() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "pub-only publish
+read-only read
+both publish,read
+all
+").unwrap();
+    let app = TestApp::spawn_with(|c| c.api_token_file = Some(file)).await;
+    assert_eq!(publish_with(&app, Some("pub-only")).await, 200);
+    assert_eq!(publish_with(&app, Some("both")).await, 200);
+    assert_eq!(publish_with(&app, Some("all")).await, 200);
+    assert_eq!(publish_with(&app, Some("read-only")).await, 403);
+    for path in ["/events", "/topics", "/stats"] {
+        let (status, body) = get_with(&app, path, Some("pub-only")).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(body["error"].as_str().unwrap().contains("read scope"), "{body}");
+        for token in ["read-only", "both", "all"] {
+            assert_eq!(get_with(&app, path, Some(token)).await.0, 200, "{path} {token}");
+        }
+        let (status, body) = get_with(&app, path, Some("nobody")).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(body["error"].is_string());
+    }
+    // Open routes ignore Authorization, even a wrong one.
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let status = app
+            .client
+            .get(format!("{}{open}", app.address))
+            .bearer_auth("nobody")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{open}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_file_line_with_an_unknown_scope_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "good
+bad admin
+").unwrap();
+    let mut config = Config::from_defaults();
+    config.data_dir = dir.path().join("data");
+    config.api_token_file = Some(file);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains("line 2") && message.contains("unknown scope"), "{message}");
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ async fn a_database_locked_by_another_process_gives_503_then_recovers() {
     assert!(
         not_ready["reasons"]
             .to_string()
-            .contains("last commit failed"),
+            .contains("store not writable"),
         "{not_ready}"
     );
 

@@ -96,6 +96,7 @@ async fn the_load_generator_retries_503s_and_ends_with_exact_counts() {
         seed: Some(11),
         id_prefix: None,
         api_token: None,
+        read_token: None,
         max_retries: 500,
         no_check: false,
         json: true,

@@ -171,7 +171,7 @@ async fn health_and_readiness_answer_200_when_running(backend: Backend) {
 }
 
 #[tokio::test]
-async fn api_token_guards_publish_and_events_but_not_health() {
+async fn api_token_guards_publish_events_and_stats_but_not_health() {
     let app = TestApp::spawn_with(|c| c.api_token = Some(Secret::new("s3cret"))).await;
     let (status, body) = app.publish(&event("t", "1")).await;
     assert_eq!((status, body["error"].as_str().is_some()), (401, true));
@@ -186,6 +186,6 @@ async fn api_token_guards_publish_and_events_but_not_health() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(app.get("/healthz").await.status(), 200);
-    assert_eq!(app.get("/stats").await.status(), 200);
+    assert_eq!(app.get("/stats").await.status(), 401);
     app.stop().await;
 }

@@ -36,7 +36,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
-use super::{OpenOptions, PartitionWriter, Store, StoreError, StoredEvent, Totals};
+use super::{
+    OpenOptions, PageLimit, PartitionWriter, Store, StoreError, StoredEvent, TopicInfo, Totals,
+};
 use writer::PgWriter;
 
 /// How long a commit or read waits for a pooled connection, and how long opening one may
@@ -241,7 +243,7 @@ impl Store for PgStore {
         partition: usize,
         topic: &str,
         after: i64,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.shared.block_on(reader::topic_page(
             &self.shared,
@@ -256,14 +258,19 @@ impl Store for PgStore {
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.shared
             .block_on(reader::page(&self.shared, partition, after, limit))
     }
 
-    fn topics(&self) -> Result<Vec<String>, StoreError> {
-        self.shared.block_on(reader::topics(&self.shared))
+    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError> {
+        self.shared
+            .block_on(reader::topics_page(&self.shared, after, limit))
+    }
+
+    fn topic_count(&self) -> Result<u64, StoreError> {
+        self.shared.block_on(reader::topic_count(&self.shared))
     }
 
     fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {

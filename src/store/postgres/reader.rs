@@ -1,11 +1,13 @@
 //! Reads of the shared database: `/events` pages, the topic list and the lifetime totals.
 //! Every replica reads the same rows, so `/events` and `/stats` agree across replicas.
 
+use futures_util::{StreamExt, pin_mut};
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::{Shared, count, pg_int};
-use crate::store::{StoreError, StoredEvent, Totals};
+use crate::store::{PageLimit, StoreError, StoredEvent, TopicInfo, Totals};
 
 const COLUMNS: &str = "topic, event_id, timestamp, source, payload, seq";
 
@@ -14,74 +16,103 @@ pub(super) async fn topic_page(
     partition: usize,
     topic: &str,
     after: i64,
-    limit: usize,
+    limit: PageLimit,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE partition = $1 AND topic = $2 AND seq > $3
+         ORDER BY seq LIMIT $4"
+    );
+    let max = limit.max_events as i64;
+    let topic = topic.as_bytes();
+    bounded_page(shared, &sql, &[&pg_int(partition), &topic, &after, &max], limit).await
+}
+
+/// Runs an events query and reads its rows as a stream, stopping at the page's bound, so the
+/// page never holds more than the bound in memory.
+async fn bounded_page(
+    shared: &Shared,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    limit: PageLimit,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let client = shared.client().await?;
     let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM events WHERE partition = $1 AND topic = $2 AND seq > $3
-                 ORDER BY seq LIMIT $4"
-            ),
-            &[
-                &pg_int(partition),
-                &topic.as_bytes(),
-                &after,
-                &(limit as i64),
-            ],
-        )
+        .query_raw(sql, params.iter().copied())
         .await
         .map_err(shared.error("read events"))?;
-    rows.iter().map(|row| stored_event(shared, row)).collect()
+    pin_mut!(rows);
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    // The same rule as `PageLimit::collect`, on a stream.
+    while page.len() < limit.max_events && bytes < limit.max_bytes {
+        let Some(row) = rows.next().await else { break };
+        let event = stored_event(shared, &row.map_err(shared.error("read events"))?)?;
+        bytes += event.json_bytes();
+        page.push(event);
+    }
+    Ok(page)
 }
 
 pub(super) async fn page(
     shared: &Shared,
     partition: usize,
     after: Option<(&str, i64)>,
-    limit: usize,
+    limit: PageLimit,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let client = shared.client().await?;
     let partition = pg_int(partition);
-    let limit = limit as i64;
-    let rows = match after {
+    let max = limit.max_events as i64;
+    match after {
         None => {
-            client
-                .query(
-                    &format!(
-                        "SELECT {COLUMNS} FROM events WHERE partition = $1
-                         ORDER BY topic, seq LIMIT $2"
-                    ),
-                    &[&partition, &limit],
-                )
-                .await
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE partition = $1 ORDER BY topic, seq LIMIT $2"
+            );
+            bounded_page(shared, &sql, &[&partition, &max], limit).await
         }
         Some((topic, seq)) => {
-            client
-                .query(
-                    &format!(
-                    "SELECT {COLUMNS} FROM events WHERE partition = $1 AND (topic, seq) > ($2, $3)
-                         ORDER BY topic, seq LIMIT $4"
-                ),
-                    &[&partition, &topic.as_bytes(), &seq, &limit],
-                )
-                .await
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE partition = $1 AND (topic, seq) > ($2, $3)
+                 ORDER BY topic, seq LIMIT $4"
+            );
+            let topic = topic.as_bytes();
+            bounded_page(shared, &sql, &[&partition, &topic, &seq, &max], limit).await
         }
     }
-    .map_err(shared.error("read events"))?;
-    rows.iter().map(|row| stored_event(shared, row)).collect()
 }
 
-pub(super) async fn topics(shared: &Shared) -> Result<Vec<String>, StoreError> {
+/// Up to `limit` topics after `after` in byte order (`bytea` compares bytes).
+pub(super) async fn topics_page(
+    shared: &Shared,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TopicInfo>, StoreError> {
     let client = shared.client().await?;
+    let after = after.unwrap_or("").as_bytes();
     let rows = client
         .query(
-            "SELECT topic FROM topics WHERE last_seq > 0 ORDER BY topic",
-            &[],
+            "SELECT topic, events, last_seq FROM topics WHERE last_seq > 0 AND topic > $1
+             ORDER BY topic LIMIT $2",
+            &[&after, &(limit as i64)],
         )
         .await
         .map_err(shared.error("read topics"))?;
-    rows.iter().map(|row| text(shared, row.get(0))).collect()
+    rows.iter()
+        .map(|row| {
+            Ok(TopicInfo {
+                topic: text(shared, row.get(0))?,
+                events: count(row.get(1)),
+                last_seq: row.get(2),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn topic_count(shared: &Shared) -> Result<u64, StoreError> {
+    let client = shared.client().await?;
+    let row = client
+        .query_one("SELECT count(*) FROM topics WHERE last_seq > 0", &[])
+        .await
+        .map_err(shared.error("count topics"))?;
+    Ok(count(row.get(0)))
 }
 
 /// Lifetime totals per partition, summed over counter slots in one snapshot.

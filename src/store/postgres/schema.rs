@@ -34,6 +34,9 @@ const MIGRATIONS: &[&str] = &["
         duplicate_dropped bigint  NOT NULL,
         PRIMARY KEY (partition, slot)
     );
+", "
+    ALTER TABLE topics ADD COLUMN events bigint NOT NULL DEFAULT 0;
+    UPDATE topics SET events = (SELECT count(*) FROM events e WHERE e.topic = topics.topic);
 "];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;

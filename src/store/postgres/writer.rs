@@ -42,7 +42,8 @@ const WRITE: &str = "WITH inserted AS (
          ON CONFLICT (topic, event_id) DO NOTHING
          RETURNING 1
      ), advanced AS (
-         UPDATE topics SET last_seq = v.last_seq
+         UPDATE topics SET events = topics.events + v.last_seq - topics.last_seq,
+                           last_seq = v.last_seq
          FROM unnest($9::bytea[], $10::bigint[]) AS v(topic, last_seq)
          WHERE topics.topic = v.topic
          RETURNING 1

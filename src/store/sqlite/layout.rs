@@ -4,11 +4,17 @@
 //! ```text
 //! data/
 //!   LOCK                 held (flock) by the running process for its whole life
-//!   aggregator.json      {"format": 1, "partitions": N}, written once at first start
+//!   aggregator.json      the manifest: {"format": 2, "partitions": N, "databases": [
+//!                          {"file": "partition-000.db", "identity": "<random id>"}, ...]}
 //!   partition-000.db     one SQLite database (+ -wal, -shm) per partition
 //! ```
 //! The partition count decides which partition owns a topic's history, so it is fixed at first
 //! start; a later start asking for a different count fails instead of re-hashing history.
+//!
+//! The manifest names every partition database with the identity recorded inside it, so a
+//! database that went missing, was emptied, or was replaced by another one is refused at start
+//! (never silently recreated empty, which would forget every key it held). A data dir of
+//! format 1 (no identities yet) is upgraded in place: its databases must all be there.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -18,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 const META_FILE: &str = "aggregator.json";
 const LOCK_FILE: &str = "LOCK";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// Data dirs written before the manifest recorded identities.
+const LEGACY_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -40,12 +48,41 @@ pub enum LayoutError {
     },
     #[error("{path} is not a valid uts-aggregator metadata file: {reason}")]
     BadMeta { path: PathBuf, reason: String },
+    #[error(
+        "partition database {path} is missing, but {manifest} records it{identity}: its events and \
+         dedup keys would be lost and their ids accepted again. Restore it (with its -wal file) \
+         from a backup; refusing to start"
+    )]
+    MissingDatabase {
+        path: PathBuf,
+        manifest: PathBuf,
+        identity: String,
+    },
+    #[error(
+        "partition database {path} {problem}; {manifest} records identity {expected}. \
+         Restore the right file from a backup; refusing to start"
+    )]
+    ReplacedDatabase {
+        path: PathBuf,
+        manifest: PathBuf,
+        expected: String,
+        problem: String,
+    },
+}
+
+/// One partition database as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(super) struct DatabaseEntry {
+    pub file: String,
+    pub identity: String,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
     format: u32,
     partitions: usize,
+    #[serde(default)]
+    databases: Vec<DatabaseEntry>,
 }
 
 /// An opened, locked data directory.
@@ -53,6 +90,10 @@ struct Meta {
 pub struct DataDir {
     root: PathBuf,
     partitions: usize,
+    /// The manifest's databases (empty before they are first recorded).
+    databases: Vec<DatabaseEntry>,
+    /// Format 1: the databases exist but their identities were never recorded.
+    legacy: bool,
     /// Holds the exclusive lock on `LOCK` until the `DataDir` is dropped.
     _lock: File,
 }
@@ -82,6 +123,8 @@ impl DataDir {
             Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let meta_path = root.join(META_FILE);
+        let mut databases = Vec::new();
+        let mut legacy = false;
         let partitions = match fs::read(&meta_path) {
             Ok(bytes) => {
                 let meta: Meta =
@@ -89,7 +132,7 @@ impl DataDir {
                         path: meta_path.clone(),
                         reason: e.to_string(),
                     })?;
-                if meta.format != FORMAT || meta.partitions == 0 {
+                if !(meta.format == FORMAT || meta.format == LEGACY_FORMAT) || meta.partitions == 0 {
                     return Err(LayoutError::BadMeta {
                         path: meta_path,
                         reason: format!(
@@ -105,6 +148,8 @@ impl DataDir {
                         requested,
                     });
                 }
+                legacy = meta.format == LEGACY_FORMAT;
+                databases = meta.databases;
                 meta.partitions
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -114,6 +159,7 @@ impl DataDir {
                     &Meta {
                         format: FORMAT,
                         partitions,
+                        databases: Vec::new(),
                     },
                 )
                 .map_err(io)?;
@@ -124,8 +170,60 @@ impl DataDir {
         Ok(Self {
             root: root.into(),
             partitions,
+            databases,
+            legacy,
             _lock: lock,
         })
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join(META_FILE)
+    }
+
+    /// The identity the manifest records for `partition`'s database, if any.
+    pub fn expected_identity(&self, partition: usize) -> Option<&str> {
+        let file = Self::file_name(partition);
+        self.databases
+            .iter()
+            .find(|d| d.file == file)
+            .map(|d| d.identity.as_str())
+    }
+
+    /// True when the databases were created by an earlier version that did not record their
+    /// identities: they must all exist.
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// Records every partition database's identity in the manifest (atomically).
+    pub fn record_identities(&mut self, identities: Vec<String>) -> Result<(), LayoutError> {
+        let databases: Vec<DatabaseEntry> = identities
+            .into_iter()
+            .enumerate()
+            .map(|(p, identity)| DatabaseEntry {
+                file: Self::file_name(p),
+                identity,
+            })
+            .collect();
+        if databases == self.databases && !self.legacy {
+            return Ok(());
+        }
+        let meta = Meta {
+            format: FORMAT,
+            partitions: self.partitions,
+            databases: databases.clone(),
+        };
+        write_atomically(&self.manifest_path(), &meta).map_err(|source| LayoutError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        self.databases = databases;
+        self.legacy = false;
+        Ok(())
+    }
+
+    fn file_name(partition: usize) -> String {
+        format!("partition-{partition:03}.db")
     }
 
     pub fn partitions(&self) -> usize {
@@ -133,7 +231,7 @@ impl DataDir {
     }
 
     pub fn partition_db(&self, partition: usize) -> PathBuf {
-        self.root.join(format!("partition-{partition:03}.db"))
+        self.root.join(Self::file_name(partition))
     }
 }
 

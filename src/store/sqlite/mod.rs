@@ -16,7 +16,10 @@ pub use layout::{DataDir, LayoutError};
 use reader::PartitionReader;
 pub use writer::SqliteWriter;
 
-use super::{Durability, OpenOptions, PartitionWriter, Store, StoreError, StoredEvent, Totals};
+use super::{
+    Durability, OpenOptions, PageLimit, PartitionWriter, Store, StoreError, StoredEvent, TopicInfo,
+    Totals, merge_topic_pages,
+};
 
 /// How a partition writer opens its database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,23 +39,67 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens the data dir and checks every partition database against its manifest (see
+    /// [`layout`]): missing, emptied or replaced databases are refused, new ones are created
+    /// and recorded.
     pub fn open(options: &OpenOptions) -> Result<Self, StoreError> {
-        let data_dir = DataDir::open(
+        let mut data_dir = DataDir::open(
             &options.data_dir,
             options.partitions,
             options.default_partitions,
         )?;
+        let writer_options = WriterOptions {
+            durability: options.durability,
+            page_cache_kib: options.page_cache_kib_total / data_dir.partitions() as u64,
+        };
+        let identities = (0..data_dir.partitions())
+            .map(|p| {
+                verify_database(&data_dir, p)?;
+                let writer = SqliteWriter::open(&data_dir.partition_db(p), &writer_options)?;
+                Ok(writer.identity().to_string())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        data_dir.record_identities(identities)?;
         let readers = (0..data_dir.partitions())
             .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
             .collect();
         Ok(Self {
-            options: WriterOptions {
-                durability: options.durability,
-                page_cache_kib: options.page_cache_kib_total / data_dir.partitions() as u64,
-            },
+            options: writer_options,
             data_dir,
             readers,
         })
+    }
+}
+
+/// Refuses a partition database the manifest expects but that is missing, empty or another
+/// database; accepts a new one (first start) and an older one without identity (upgrade).
+fn verify_database(data_dir: &DataDir, partition: usize) -> Result<(), LayoutError> {
+    let path = data_dir.partition_db(partition);
+    let expected = data_dir.expected_identity(partition);
+    let must_exist = expected.is_some() || data_dir.is_legacy();
+    if !path.exists() {
+        if must_exist {
+            return Err(LayoutError::MissingDatabase {
+                path,
+                manifest: data_dir.manifest_path(),
+                identity: expected.map_or(String::new(), |id| format!(" with identity {id}")),
+            });
+        }
+        return Ok(());
+    }
+    let replaced = |problem: String| LayoutError::ReplacedDatabase {
+        path: path.clone(),
+        manifest: data_dir.manifest_path(),
+        expected: expected.unwrap_or("(a database of this data dir)").to_string(),
+        problem,
+    };
+    match (schema::existing_identity(&path), expected) {
+        (Err(problem), _) if must_exist => Err(replaced(problem)),
+        (Ok(Some(found)), Some(expected)) if found != expected => {
+            Err(replaced(format!("holds identity {found}")))
+        }
+        (Ok(None), Some(_)) => Err(replaced("holds no identity (an older database)".into())),
+        _ => Ok(()),
     }
 }
 
@@ -62,6 +109,8 @@ impl Store for SqliteStore {
     }
 
     fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
+        // Also on a reopen after a worker panic: the file must still be the recorded one.
+        verify_database(&self.data_dir, partition)?;
         let writer = SqliteWriter::open(&self.data_dir.partition_db(partition), &self.options)?;
         Ok(Box::new(writer))
     }
@@ -71,7 +120,7 @@ impl Store for SqliteStore {
         partition: usize,
         topic: &str,
         after: i64,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers[partition].topic_page(topic, after, limit)
     }
@@ -80,18 +129,22 @@ impl Store for SqliteStore {
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers[partition].page(after, limit)
     }
 
-    fn topics(&self) -> Result<Vec<String>, StoreError> {
-        let mut topics = Vec::new();
-        for reader in &self.readers {
-            topics.extend(reader.topics()?);
-        }
-        topics.sort_unstable();
-        Ok(topics)
+    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError> {
+        let pages = self
+            .readers
+            .iter()
+            .map(|reader| reader.topics_page(after, limit))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(merge_topic_pages(pages, limit))
+    }
+
+    fn topic_count(&self) -> Result<u64, StoreError> {
+        self.readers.iter().map(PartitionReader::topic_count).sum()
     }
 
     fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {

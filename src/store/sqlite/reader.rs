@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::value::RawValue;
 
-use crate::store::{StoreError, StoredEvent};
+use crate::store::{PageLimit, StoreError, StoredEvent, TopicInfo};
 
 /// Idle read connections kept per partition; more concurrent reads open extra connections
 /// that are closed afterwards.
@@ -30,46 +30,73 @@ impl PartitionReader {
         }
     }
 
-    /// Up to `limit` events of `topic` with `seq > after`, ascending.
+    /// Events of `topic` with `seq > after`, ascending, as many as `limit` allows.
     pub(super) fn topic_page(
         &self,
         topic: &str,
         after: i64,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
             "SELECT topic, event_id, timestamp, source, payload, seq FROM events
              WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            params![topic, after, limit as i64],
+            params![topic, after, limit.max_events as i64],
+            limit,
         )
     }
 
-    /// Up to `limit` events ordered by (`topic`, `seq`), after the position `after`.
+    /// Events ordered by (`topic`, `seq`), after the position `after`, as many as `limit`
+    /// allows.
     pub(super) fn page(
         &self,
         after: Option<(&str, i64)>,
-        limit: usize,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let max = limit.max_events as i64;
         match after {
             None => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq FROM events
                  ORDER BY topic, seq LIMIT ?1",
-                params![limit as i64],
+                params![max],
+                limit,
             ),
             Some((topic, seq)) => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq FROM events
                  WHERE (topic, seq) > (?1, ?2) ORDER BY topic, seq LIMIT ?3",
-                params![topic, seq, limit as i64],
+                params![topic, seq, max],
+                limit,
             ),
         }
     }
 
-    /// Every topic that has at least one stored event.
-    pub(super) fn topics(&self) -> Result<Vec<String>, StoreError> {
+    /// Up to `limit` topics after `after`, in byte order.
+    pub(super) fn topics_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TopicInfo>, StoreError> {
         self.with_connection(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT topic FROM topics ORDER BY topic")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT topic, events, last_seq FROM topics WHERE topic > ?1
+                 ORDER BY topic LIMIT ?2",
+            )?;
+            // Text compares with memcmp in SQLite, so "" sorts before every topic.
+            let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], |r| {
+                Ok(TopicInfo {
+                    topic: r.get(0)?,
+                    events: r.get::<_, i64>(1)?.max(0) as u64,
+                    last_seq: r.get(2)?,
+                })
+            })?;
             rows.collect()
+        })
+    }
+
+    pub(super) fn topic_count(&self) -> Result<u64, StoreError> {
+        self.with_connection(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM topics")?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
         })
     }
 
@@ -77,39 +104,51 @@ impl PartitionReader {
         &self,
         sql: &str,
         params: impl rusqlite::Params,
+        limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let path = || self.path.display().to_string();
         let rows = self.with_connection(|conn| {
             let mut stmt = conn.prepare_cached(sql)?;
             let rows = stmt.query_map(params, |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        rows.into_iter()
-            .map(|(topic, event_id, timestamp, source, payload, seq)| {
-                let payload = RawValue::from_string(payload).map_err(|source| {
-                    StoreError::CorruptPayload {
-                        path: self.path.display().to_string(),
-                        source,
-                    }
-                })?;
                 Ok(StoredEvent {
-                    topic,
-                    event_id,
-                    timestamp,
-                    source,
-                    payload,
-                    seq,
+                    topic: r.get(0)?,
+                    event_id: r.get(1)?,
+                    timestamp: r.get(2)?,
+                    source: r.get(3)?,
+                    payload: RawValue::from_string(r.get(4)?).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            4,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?,
+                    seq: r.get(5)?,
                 })
-            })
-            .collect()
+            })?;
+            Ok(limit.collect(rows))
+        })?;
+        rows.map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, cause) => {
+                match cause.downcast::<serde_json::Error>() {
+                    Ok(source) => StoreError::CorruptPayload {
+                        path: path(),
+                        source: *source,
+                    },
+                    Err(other) => StoreError::Sqlite {
+                        path: path(),
+                        source: rusqlite::Error::FromSqlConversionFailure(
+                            4,
+                            rusqlite::types::Type::Text,
+                            other,
+                        ),
+                    },
+                }
+            }
+            source => StoreError::Sqlite {
+                path: path(),
+                source,
+            },
+        })
     }
 
     fn with_connection<T>(

@@ -2,7 +2,9 @@
 //!
 //! `events` is clustered on (`topic`, `seq`), so a topic's history is one contiguous range
 //! read in order; the unique index on (`topic`, `event_id`) is the dedup key. `topics` holds
-//! each topic's last `seq`; `counters` the lifetime totals. All three change in the same
+//! each topic's last `seq` and how many of its events are stored (version 2); `counters` the
+//! lifetime totals; `meta` (version 3) the database's identity, which the data dir's manifest
+//! records so that a replaced file is recognised. All three change in the same
 //! transaction, so they can never disagree.
 
 use rusqlite::Connection;
@@ -33,6 +35,14 @@ const MIGRATIONS: &[&str] = &["
         duplicate_dropped INTEGER NOT NULL
     );
     INSERT INTO counters VALUES (0, 0, 0, 0);
+", "
+    ALTER TABLE topics ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+    UPDATE topics SET events = (SELECT count(*) FROM events WHERE events.topic = topics.topic);
+", "
+    CREATE TABLE meta (
+        key   TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
 "];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -75,4 +85,42 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
         tx.commit()?;
     }
     Ok(found)
+}
+
+/// The database's identity, given once (a random 128-bit hex string) and never changed.
+pub(super) fn identity(conn: &Connection) -> rusqlite::Result<String> {
+    let fresh = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('identity', ?1) ON CONFLICT (key) DO NOTHING",
+        [fresh],
+    )?;
+    conn.query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+        r.get(0)
+    })
+}
+
+/// What an existing file holds, read without changing it: its identity (`None` for a
+/// database of schema version 1 or 2, which had none), or an error when it is not a partition
+/// database at all (empty, or another file).
+pub(super) fn existing_identity(path: &std::path::Path) -> Result<Option<String>, String> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot be opened ({e})"))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("is not a database ({e})"))?;
+    if version < 1 {
+        return Err("is empty (no aggregator schema)".into());
+    }
+    if version < 3 {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM meta WHERE key = 'identity'", [], |r| {
+        r.get(0)
+    })
+    .map(Some)
+    .map_err(|e| format!("has no identity ({e})"))
 }

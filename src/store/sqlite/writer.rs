@@ -13,8 +13,12 @@ use crate::store::{PartitionWriter, StoreError, Totals};
 const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic, event_id) DO NOTHING";
 const LAST_SEQ: &str = "SELECT last_seq FROM topics WHERE topic = ?1";
-const PUT_LAST_SEQ: &str = "INSERT INTO topics (topic, last_seq) VALUES (?1, ?2)
-     ON CONFLICT (topic) DO UPDATE SET last_seq = excluded.last_seq";
+/// Advances a topic's `last_seq` and its stored-event count by the same step (SET reads the
+/// old row on its right-hand side).
+const PUT_LAST_SEQ: &str = "INSERT INTO topics (topic, last_seq, events) VALUES (?1, ?2, ?2)
+     ON CONFLICT (topic) DO UPDATE SET
+         events = events + excluded.last_seq - last_seq,
+         last_seq = excluded.last_seq";
 const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
      unique_processed = unique_processed + ?2, duplicate_dropped = duplicate_dropped + ?3
      WHERE id = 0";
@@ -26,6 +30,11 @@ const READ_COUNTERS: &str =
 pub struct SqliteWriter {
     conn: Connection,
     path: String,
+    /// The identity recorded inside the database (and in the data dir's manifest).
+    identity: String,
+    /// Device and inode of the file this connection opened: if the path stops naming that
+    /// file (deleted, replaced), commits are refused instead of going into an unlinked file.
+    file_id: (u64, u64),
     /// Lifetime totals as of the last commit; equal to the `counters` row.
     totals: Totals,
     checkpointer: Checkpointer,
@@ -51,6 +60,11 @@ impl SqliteWriter {
                 known: schema::VERSION,
             });
         }
+        let identity = schema::identity(&conn).map_err(sqlite)?;
+        let file_id = file_id(path).map_err(|source| StoreError::Io {
+            path: path_str.clone(),
+            source,
+        })?;
         let totals = read_totals(&conn).map_err(sqlite)?;
         let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
@@ -59,10 +73,17 @@ impl SqliteWriter {
         Ok(Self {
             conn,
             path: path_str,
+            identity,
+            file_id,
             totals,
             checkpointer,
             commits_since_size_check: 0,
         })
+    }
+
+    /// The identity recorded inside the database.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// Hands the checkpoint to the background thread, and every so often enforces the WAL
@@ -92,11 +113,26 @@ impl PartitionWriter for SqliteWriter {
         self.totals
     }
 
+    fn check_present(&self) -> Result<(), StoreError> {
+        let lost = |reason: String| StoreError::PartitionLost {
+            path: self.path.clone(),
+            reason,
+        };
+        match file_id(Path::new(&self.path)) {
+            Ok(id) if id == self.file_id => Ok(()),
+            Ok(_) => Err(lost("was replaced by another file".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(lost("was deleted".into())),
+            Err(e) => Err(lost(format!("cannot be checked: {e}"))),
+        }
+    }
+
     fn commit_batch(
         &mut self,
         candidates: &[&Event],
         cached_duplicates: u64,
     ) -> Result<Vec<bool>, StoreError> {
+        // A commit into a file that no longer has a name would be acknowledged and then lost.
+        self.check_present()?;
         let path = &self.path;
         let sqlite = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -163,10 +199,14 @@ impl PartitionWriter for SqliteWriter {
         tx.commit().map_err(sqlite)?;
         self.totals += delta;
         self.after_commit();
+        // Deleted during the commit: the batch went into the unlinked file; answer an error
+        // (the client retries) rather than a 200 for events no restart will find.
+        self.check_present()?;
         Ok(inserted)
     }
 
     fn probe(&mut self) -> Result<(), StoreError> {
+        self.check_present()?;
         self.conn
             .execute_batch(
                 "BEGIN IMMEDIATE; UPDATE counters SET received = received WHERE id = 0; COMMIT;",
@@ -180,6 +220,12 @@ impl PartitionWriter for SqliteWriter {
                 }
             })
     }
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {

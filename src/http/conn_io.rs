@@ -1,0 +1,248 @@
+//! The socket of one connection as hyper sees it, with two guards hyper does not have:
+//!
+//! - **Write timeout.** A client that stops reading makes every write wait forever, so its
+//!   connection slot and its response body stay held (clients pipelining requests they never
+//!   read locked everyone out). Once a write has to wait, the client must take at least
+//!   [`MIN_PROGRESS_BYTES`] within the write timeout or the connection is closed. A client
+//!   reading a trickle (1 byte per second) is therefore cut off as surely as a silent one.
+//! - **JSON bodies for hyper's own errors.** hyper answers a request it cannot parse (bad
+//!   request line, too many or too large headers, URL too long) itself, with an empty body and
+//!   before any handler runs. Those answers are recognised on their way out (the only
+//!   responses without a `content-type`, status 400/414/431, `content-length: 0`) and given a
+//!   JSON body like every other error.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Bytes a blocked client must take within the write timeout to keep its connection.
+pub(crate) const MIN_PROGRESS_BYTES: usize = 16 * 1024;
+
+/// A connection's socket with the write timeout and the error-body rewrite.
+#[derive(Debug)]
+pub(crate) struct GuardedIo<T> {
+    inner: T,
+    write_timeout: Duration,
+    /// Armed when a write had to wait; fires unless the client took enough bytes since.
+    stall: Option<(Pin<Box<Sleep>>, usize)>,
+    /// The JSON version of one of hyper's error replies, being written in place of the
+    /// original (`written` bytes of it so far), and the original's length to report.
+    rewrite: Option<Rewrite>,
+}
+
+#[derive(Debug)]
+struct Rewrite {
+    bytes: Vec<u8>,
+    written: usize,
+    original_len: usize,
+}
+
+impl<T> GuardedIo<T> {
+    pub(crate) fn new(inner: T, write_timeout: Duration) -> Self {
+        Self {
+            inner,
+            write_timeout,
+            stall: None,
+            rewrite: None,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> GuardedIo<T> {
+    /// Counts progress after a write; on a blocked write, checks the stall timer.
+    fn after_write(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(n)) => {
+                if let Some((_, progress)) = &mut self.stall {
+                    *progress += n;
+                    if *progress >= MIN_PROGRESS_BYTES {
+                        self.stall = None;
+                    }
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let (sleep, _) = self
+                    .stall
+                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(Instant::now() + timeout)), 0));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not read the response within the write timeout",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    /// Writes the rest of a rewritten error reply; `Ready(Ok(original length))` when done.
+    fn poll_rewrite(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            let Some(rewrite) = &self.rewrite else {
+                unreachable!("only called while a rewrite is in progress")
+            };
+            if rewrite.written == rewrite.bytes.len() {
+                let original_len = rewrite.original_len;
+                self.rewrite = None;
+                return Poll::Ready(Ok(original_len));
+            }
+            let remaining = rewrite.bytes[rewrite.written..].to_vec();
+            let result = Pin::new(&mut self.inner).poll_write(cx, &remaining);
+            let n = ready!(self.after_write(cx, result))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if let Some(rewrite) = &mut self.rewrite {
+                rewrite.written += n;
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.rewrite.is_none()
+            && let Some(bytes) = json_error_reply(buf)
+        {
+            this.rewrite = Some(Rewrite {
+                bytes,
+                written: 0,
+                original_len: buf.len(),
+            });
+        }
+        if this.rewrite.is_some() {
+            return this.poll_rewrite(cx);
+        }
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.rewrite.is_some()
+            || bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .is_some_and(|b| json_error_reply(b).is_some())
+        {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// If `head` is one of hyper's automatic error replies (a whole response head with status
+/// 400, 414 or 431, no `content-type` and `content-length: 0`), the same reply with a JSON
+/// body that names the problem.
+fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let rest = text.strip_prefix("HTTP/1.1 ")?;
+    let header_end = text.find("\r\n\r\n")?;
+    if header_end + 4 != text.len() {
+        return None;
+    }
+    let message = match rest.get(..3)? {
+        "400" => "bad request: the request line or a header could not be parsed",
+        "414" => "the request URL is too long",
+        "431" => "the request headers are too large or too many (at most 100 headers, 64 KiB in all)",
+        _ => return None,
+    };
+    let mut lines = text[..header_end].split("\r\n");
+    let status_line = lines.next()?;
+    let headers: Vec<&str> = lines.collect();
+    let lower = |h: &&str| h.to_ascii_lowercase();
+    if headers.iter().any(|h| lower(h).starts_with("content-type:"))
+        || !headers.iter().any(|h| lower(h) == "content-length: 0")
+    {
+        return None;
+    }
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut reply = format!("{status_line}\r\ncontent-type: application/json\r\n");
+    for header in headers.iter().filter(|h| {
+        let h = lower(h);
+        !h.starts_with("content-length:") && !h.starts_with("connection:")
+    }) {
+        reply.push_str(header);
+        reply.push_str("\r\n");
+    }
+    reply.push_str(&format!(
+        "connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    Some(reply.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypers_empty_error_replies_get_a_json_body() {
+        let reply = json_error_reply(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n",
+        )
+        .unwrap();
+        let reply = String::from_utf8(reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "));
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains("date: x"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("headers"));
+    }
+
+    #[test]
+    fn our_own_replies_are_left_alone() {
+        for head in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nextra",
+            b"{\"not\": \"a head\"}",
+        ] {
+            assert!(json_error_reply(head).is_none(), "{}", String::from_utf8_lossy(head));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `GET /topics`: every topic, in pages sorted by the topics' UTF-8 bytes, with how many of
+//! its events are stored and the highest `seq` it has given. The counts are kept with the
+//! events in the same transactions, so a page costs one indexed range read per partition.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{Scope, authorize};
+use super::error::ApiError;
+use super::{AppState, blocking_read, query};
+
+/// Default and maximum topics per page.
+pub(super) const MAX_TOPICS_PAGE: usize = 1000;
+
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&state.api_tokens, &headers, Scope::Read)?;
+    let params = query::parse(raw.as_deref(), &["after", "limit"])?;
+    let limit = match params.get("limit") {
+        None => MAX_TOPICS_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_TOPICS_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a number from 1 to {MAX_TOPICS_PAGE}, got {raw:?}"
+                ))
+            })?,
+    };
+    let after = params.get("after").cloned();
+    let reader = state.clone();
+    let mut topics =
+        blocking_read(move || reader.store.topics_page(after.as_deref(), limit + 1)).await?;
+    let more = topics.len() > limit;
+    topics.truncate(limit);
+    let next = match (more, topics.last()) {
+        (true, Some(last)) => Some(
+            serde_urlencoded::to_string([("after", last.topic.as_str()), ("limit", &limit.to_string())])
+                .map_err(|_| ApiError::Internal)?,
+        ),
+        _ => None,
+    };
+    let mut response = Json(topics).into_response();
+    if let Some(query) = next {
+        let link = format!("</topics?{query}>; rel=\"next\"");
+        let value = HeaderValue::from_str(&link).map_err(|_| ApiError::Internal)?;
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
+}
