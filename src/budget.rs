@@ -81,7 +81,10 @@ impl Charge {
 
     /// Grows the charge to at least `bytes`, waiting up to `wait`. On failure it is unchanged.
     pub async fn grow_to(&mut self, bytes: usize, wait: Duration) -> Result<(), BudgetError> {
-        let held = self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let held = self
+            .permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
         let wanted = kib(bytes);
         if wanted <= held {
             return Ok(());
@@ -150,8 +153,14 @@ mod tests {
         assert_eq!(a.bytes(), 4096);
         a.grow_to(6 * 1024, NO_WAIT).await.unwrap();
         assert_eq!(budget.in_use_bytes(), 6 * 1024);
-        assert_eq!(budget.charge(5 * 1024, NO_WAIT).await.unwrap_err(), BudgetError::Exhausted);
-        assert_eq!(budget.charge(11 * 1024, NO_WAIT).await.unwrap_err(), BudgetError::TooLarge);
+        assert_eq!(
+            budget.charge(5 * 1024, NO_WAIT).await.unwrap_err(),
+            BudgetError::Exhausted
+        );
+        assert_eq!(
+            budget.charge(11 * 1024, NO_WAIT).await.unwrap_err(),
+            BudgetError::TooLarge
+        );
         let b = a.split_off(2 * 1024);
         assert_eq!((a.bytes(), b.bytes()), (4 * 1024, 2 * 1024));
         a.shrink_to(1024);

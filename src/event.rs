@@ -288,8 +288,7 @@ fn check_json_syntax(text: &str) -> Result<(), String> {
             Expect::Value | Expect::FirstKey | Expect::Key => {
                 let empty_array = expect == Expect::Value && b == b']' && {
                     // `[]`: the `]` right after `[` (only whitespace between).
-                    containers.last() == Some(&b'[')
-                        && text[..i].trim_end().ends_with('[')
+                    containers.last() == Some(&b'[') && text[..i].trim_end().ends_with('[')
                 };
                 if empty_array || (expect == Expect::FirstKey && b == b'}') {
                     containers.pop();
@@ -328,7 +327,9 @@ fn check_json_syntax(text: &str) -> Result<(), String> {
                     b'-' | b'0'..=b'9' => {
                         let end = bytes[i..]
                             .iter()
-                            .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                            .position(|c| {
+                                !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                            })
                             .map_or(bytes.len(), |n| i + n);
                         if text[i..end].parse::<f64>().is_err() {
                             return error(i, "bad number");
@@ -493,9 +494,16 @@ mod tests {
 
     #[test]
     fn deep_text_that_is_not_json_is_a_400_not_a_422() {
-        for body in ["[".repeat(50_000), r#"{"a":"#.repeat(50_000), format!("[{}x", nested_payload(200))] {
+        for body in [
+            "[".repeat(50_000),
+            r#"{"a":"#.repeat(50_000),
+            format!("[{}x", nested_payload(200)),
+        ] {
             assert!(
-                matches!(parse_publish_body(body.as_bytes(), 1), Err(RequestError::NotJson(_))),
+                matches!(
+                    parse_publish_body(body.as_bytes(), 1),
+                    Err(RequestError::NotJson(_))
+                ),
                 "{}",
                 &body[..20]
             );
@@ -505,9 +513,25 @@ mod tests {
     #[test]
     fn the_syntax_check_agrees_with_serde_on_shallow_text() {
         for text in [
-            "[]", "{}", "[1, -2.5e3, true, null, \"a\\\"b\"]", r#"{"a": {"b": [{}]}, "c": ""}"#,
-            "[", "]", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]", "01x", "\"abc", "[] []", "{,}", "[,1]",
-            "tru", "nul", "[1]]", "{\"a\":1}}",
+            "[]",
+            "{}",
+            "[1, -2.5e3, true, null, \"a\\\"b\"]",
+            r#"{"a": {"b": [{}]}, "c": ""}"#,
+            "[",
+            "]",
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1 2]",
+            "01x",
+            "\"abc",
+            "[] []",
+            "{,}",
+            "[,1]",
+            "tru",
+            "nul",
+            "[1]]",
+            "{\"a\":1}}",
         ] {
             let serde_ok = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
             assert_eq!(check_json_syntax(text).is_ok(), serde_ok, "{text}");

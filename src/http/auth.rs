@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn token_file_lines_name_their_scopes() {
-        assert_eq!(ApiToken::parse_line("t").unwrap().scopes, Scope::ALL.to_vec());
+        assert_eq!(
+            ApiToken::parse_line("t").unwrap().scopes,
+            Scope::ALL.to_vec()
+        );
         assert_eq!(
             ApiToken::parse_line("t publish").unwrap().scopes,
             vec![Scope::Publish]

@@ -55,7 +55,11 @@ impl<T> GuardedIo<T> {
 
 impl<T: AsyncWrite + Unpin> GuardedIo<T> {
     /// Counts progress after a write; on a blocked write, checks the stall timer.
-    fn after_write(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         match result {
             Poll::Ready(Ok(n)) => {
                 if let Some((_, progress)) = &mut self.stall {
@@ -69,9 +73,12 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let timeout = self.write_timeout;
-                let (sleep, _) = self
-                    .stall
-                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(Instant::now() + timeout)), 0));
+                let (sleep, _) = self.stall.get_or_insert_with(|| {
+                    (
+                        Box::pin(tokio::time::sleep_until(Instant::now() + timeout)),
+                        0,
+                    )
+                });
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -152,7 +159,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
                 .find(|b| !b.is_empty())
                 .is_some_and(|b| json_error_reply(b).is_some())
         {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
             return Pin::new(this).poll_write(cx, first);
         }
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
@@ -185,14 +195,18 @@ fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
     let message = match rest.get(..3)? {
         "400" => "bad request: the request line or a header could not be parsed",
         "414" => "the request URL is too long",
-        "431" => "the request headers are too large or too many (at most 100 headers, 64 KiB in all)",
+        "431" => {
+            "the request headers are too large or too many (at most 100 headers, 64 KiB in all)"
+        }
         _ => return None,
     };
     let mut lines = text[..header_end].split("\r\n");
     let status_line = lines.next()?;
     let headers: Vec<&str> = lines.collect();
     let lower = |h: &&str| h.to_ascii_lowercase();
-    if headers.iter().any(|h| lower(h).starts_with("content-type:"))
+    if headers
+        .iter()
+        .any(|h| lower(h).starts_with("content-type:"))
         || !headers.iter().any(|h| lower(h) == "content-length: 0")
     {
         return None;

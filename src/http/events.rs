@@ -105,7 +105,10 @@ pub(super) async fn list(
                     topic: last.topic.clone(),
                     seq: last.seq,
                 };
-                vec![("after", cursor.encode()), ("limit", max_events.to_string())]
+                vec![
+                    ("after", cursor.encode()),
+                    ("limit", max_events.to_string()),
+                ]
             });
             (rows.into_iter().map(|(_, e)| e).collect(), next)
         }

@@ -95,7 +95,9 @@ async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), Ap
         // The next byte must arrive before the average rate falls below the minimum.
         let rate_deadline = started
             + UPLOAD_GRACE
-            + Duration::from_secs_f64((bytes.len() + 1) as f64 / limits.min_upload_bytes_per_sec.max(1) as f64);
+            + Duration::from_secs_f64(
+                (bytes.len() + 1) as f64 / limits.min_upload_bytes_per_sec.max(1) as f64,
+            );
         let deadline = whole_deadline.min(rate_deadline);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) if deadline == whole_deadline => return Err(ApiError::RequestTimeout),
@@ -112,7 +114,9 @@ async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), Ap
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if bytes.len() + data.len() > limits.max_body_bytes {
             return Err(too_large(limits.max_body_bytes));
         }
@@ -187,11 +191,25 @@ mod tests {
 
     #[test]
     fn json_with_utf8_or_no_charset_only() {
-        for ok in ["application/json", "Application/JSON; charset=UTF-8", "application/json;charset=\"utf-8\""] {
-            assert!(require_json(&headers(&[(header::CONTENT_TYPE, ok)])).is_ok(), "{ok}");
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/json;charset=\"utf-8\"",
+        ] {
+            assert!(
+                require_json(&headers(&[(header::CONTENT_TYPE, ok)])).is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonx"] {
-            assert!(require_json(&headers(&[(header::CONTENT_TYPE, bad)])).is_err(), "{bad}");
+        for bad in [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+        ] {
+            assert!(
+                require_json(&headers(&[(header::CONTENT_TYPE, bad)])).is_err(),
+                "{bad}"
+            );
         }
         assert!(require_json(&HeaderMap::new()).is_err());
     }
@@ -199,9 +217,12 @@ mod tests {
     #[test]
     fn only_identity_encoding_is_accepted() {
         assert!(require_identity_encoding(&HeaderMap::new()).is_ok());
-        assert!(require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, "identity")])).is_ok());
+        assert!(
+            require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, "identity")])).is_ok()
+        );
         for bad in ["gzip", "br", "identity, gzip"] {
-            let err = require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, bad)])).unwrap_err();
+            let err = require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, bad)]))
+                .unwrap_err();
             assert!(err.to_string().contains("accepted: identity"), "{bad}");
         }
     }

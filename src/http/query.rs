@@ -38,7 +38,9 @@ fn decode(raw: &str, what: &str) -> Result<String, ApiError> {
     percent_decode(plus_as_space.as_bytes())
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| ApiError::BadRequest(format!("{what} is not valid UTF-8 once percent-decoded")))
+        .map_err(|_| {
+            ApiError::BadRequest(format!("{what} is not valid UTF-8 once percent-decoded"))
+        })
 }
 
 #[cfg(test)]

@@ -97,10 +97,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let slot = match connections.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
-                Err(_) => tokio::time::timeout(limits.header_read_timeout, connections.acquire_owned())
-                    .await
-                    .ok()
-                    .map(|slot| slot.expect("the semaphore is never closed")),
+                Err(_) => {
+                    tokio::time::timeout(limits.header_read_timeout, connections.acquire_owned())
+                        .await
+                        .ok()
+                        .map(|slot| slot.expect("the semaphore is never closed"))
+                }
             };
             match slot {
                 Some(slot) => {
@@ -148,7 +150,9 @@ async fn serve_connection(
 async fn answer_busy(stream: TcpStream, limits: ServeLimits) {
     let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
     let busy = hyper::service::service_fn(|_request| async {
-        Ok::<_, std::convert::Infallible>(ApiError::TooManyConnections.into_response().map(Body::new))
+        Ok::<_, std::convert::Infallible>(
+            ApiError::TooManyConnections.into_response().map(Body::new),
+        )
     });
     let mut builder = connection_builder(limits);
     builder.keep_alive(false);

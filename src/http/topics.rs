@@ -43,8 +43,11 @@ pub(super) async fn list(
     topics.truncate(limit);
     let next = match (more, topics.last()) {
         (true, Some(last)) => Some(
-            serde_urlencoded::to_string([("after", last.topic.as_str()), ("limit", &limit.to_string())])
-                .map_err(|_| ApiError::Internal)?,
+            serde_urlencoded::to_string([
+                ("after", last.topic.as_str()),
+                ("limit", &limit.to_string()),
+            ])
+            .map_err(|_| ApiError::Internal)?,
         ),
         _ => None,
     };

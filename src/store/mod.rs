@@ -271,7 +271,9 @@ pub enum StoreError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("partition database {path} {reason}; commits refused until it is restored and the service restarted")]
+    #[error(
+        "partition database {path} {reason}; commits refused until it is restored and the service restarted"
+    )]
     PartitionLost { path: String, reason: String },
     #[error("postgres error ({what}) on {location}: {reason}")]
     Postgres {

@@ -33,7 +33,11 @@ async fn every_token_of_the_token_file_is_accepted_and_others_are_not() {
     assert_eq!(publish_with(&app, Some("tok-other")).await, 401);
     assert_eq!(publish_with(&app, None).await, 401);
     for guarded in ["/events", "/topics", "/stats"] {
-        assert_eq!(app.get(guarded).await.status(), 401, "{guarded} needs a token");
+        assert_eq!(
+            app.get(guarded).await.status(),
+            401,
+            "{guarded} needs a token"
+        );
     }
     for open in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(app.get(open).await.status(), 200, "{open} stays open");
@@ -55,11 +59,15 @@ async fn get_with(app: &TestApp, path: &str, token: Option<&str>) -> (u16, serde
 async fn scopes_decide_what_a_token_may_do_401_unknown_403_lacking() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "pub-only publish
+    std::fs::write(
+        &file,
+        "pub-only publish
 read-only read
 both publish,read
 all
-").unwrap();
+",
+    )
+    .unwrap();
     let app = TestApp::spawn_with(|c| c.api_token_file = Some(file)).await;
     assert_eq!(publish_with(&app, Some("pub-only")).await, 200);
     assert_eq!(publish_with(&app, Some("both")).await, 200);
@@ -68,9 +76,16 @@ all
     for path in ["/events", "/topics", "/stats"] {
         let (status, body) = get_with(&app, path, Some("pub-only")).await;
         assert_eq!(status, 403, "{path}");
-        assert!(body["error"].as_str().unwrap().contains("read scope"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("read scope"),
+            "{body}"
+        );
         for token in ["read-only", "both", "all"] {
-            assert_eq!(get_with(&app, path, Some(token)).await.0, 200, "{path} {token}");
+            assert_eq!(
+                get_with(&app, path, Some(token)).await.0,
+                200,
+                "{path} {token}"
+            );
         }
         let (status, body) = get_with(&app, path, Some("nobody")).await;
         assert_eq!(status, 401, "{path}");
@@ -95,16 +110,23 @@ all
 async fn a_token_file_line_with_an_unknown_scope_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "good
+    std::fs::write(
+        &file,
+        "good
 bad admin
-").unwrap();
+",
+    )
+    .unwrap();
     let mut config = Config::from_defaults();
     config.data_dir = dir.path().join("data");
     config.api_token_file = Some(file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = uts_aggregator::run(config, listener, std::future::pending()).await;
     let message = result.unwrap_err().to_string();
-    assert!(message.contains("line 2") && message.contains("unknown scope"), "{message}");
+    assert!(
+        message.contains("line 2") && message.contains("unknown scope"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

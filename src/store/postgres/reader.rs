@@ -24,7 +24,13 @@ pub(super) async fn topic_page(
     );
     let max = limit.max_events as i64;
     let topic = topic.as_bytes();
-    bounded_page(shared, &sql, &[&pg_int(partition), &topic, &after, &max], limit).await
+    bounded_page(
+        shared,
+        &sql,
+        &[&pg_int(partition), &topic, &after, &max],
+        limit,
+    )
+    .await
 }
 
 /// Runs an events query and reads its rows as a stream, stopping at the page's bound, so the

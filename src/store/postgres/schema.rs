@@ -5,7 +5,8 @@
 use deadpool_postgres::Object;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE meta (
         key   text PRIMARY KEY,
         value text NOT NULL
@@ -34,10 +35,12 @@ const MIGRATIONS: &[&str] = &["
         duplicate_dropped bigint  NOT NULL,
         PRIMARY KEY (partition, slot)
     );
-", "
+",
+    "
     ALTER TABLE topics ADD COLUMN events bigint NOT NULL DEFAULT 0;
     UPDATE topics SET events = (SELECT count(*) FROM events e WHERE e.topic = topics.topic);
-"];
+",
+];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 

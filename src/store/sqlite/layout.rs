@@ -132,7 +132,8 @@ impl DataDir {
                         path: meta_path.clone(),
                         reason: e.to_string(),
                     })?;
-                if !(meta.format == FORMAT || meta.format == LEGACY_FORMAT) || meta.partitions == 0 {
+                if !(meta.format == FORMAT || meta.format == LEGACY_FORMAT) || meta.partitions == 0
+                {
                     return Err(LayoutError::BadMeta {
                         path: meta_path,
                         reason: format!(

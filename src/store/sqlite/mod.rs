@@ -90,7 +90,9 @@ fn verify_database(data_dir: &DataDir, partition: usize) -> Result<(), LayoutErr
     let replaced = |problem: String| LayoutError::ReplacedDatabase {
         path: path.clone(),
         manifest: data_dir.manifest_path(),
-        expected: expected.unwrap_or("(a database of this data dir)").to_string(),
+        expected: expected
+            .unwrap_or("(a database of this data dir)")
+            .to_string(),
         problem,
     };
     match (schema::existing_identity(&path), expected) {

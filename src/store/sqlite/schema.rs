@@ -13,7 +13,8 @@ use super::WriterOptions;
 use crate::store::Durability;
 
 /// Migration `n` (1-based) takes the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         topic     TEXT    NOT NULL,
         seq       INTEGER NOT NULL,
@@ -35,15 +36,18 @@ const MIGRATIONS: &[&str] = &["
         duplicate_dropped INTEGER NOT NULL
     );
     INSERT INTO counters VALUES (0, 0, 0, 0);
-", "
+",
+    "
     ALTER TABLE topics ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
     UPDATE topics SET events = (SELECT count(*) FROM events WHERE events.topic = topics.topic);
-", "
+",
+    "
     CREATE TABLE meta (
         key   TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
-"];
+",
+];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 
