@@ -4,6 +4,8 @@
 //!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
 //!     E2E_ROWS=scale cargo bench --bench e2e  # only rows 9: SQLite vs PostgreSQL, 1-3 replicas
 //!     E2E_ROWS=core cargo bench --bench e2e   # only rows 1, 2, 3a, 3b, 6, 7 (~2 min)
+//!     E2E_COMPARE_BIN=/path/to/other/uts-aggregator E2E_ROWS=core cargo bench --bench e2e
+//!         # rows 2, 3b, 6 also against another build, in the same run (before/after)
 //!
 //! The service under test is the release binary, started as a child process per scenario on a
 //! fresh data dir; the client is `uts-aggregator publish`'s library in this process.
@@ -258,6 +260,46 @@ fn main() {
     );
     table.check(&latency);
 
+    // Before/after in one run: the same loads against another build of the service.
+    if let Ok(other) = std::env::var("E2E_COMPARE_BIN") {
+        let other_scenario = |name: &str, plan: &Arc<Plan>, args: PublishArgs| {
+            let command = serve_command_of(Path::new(&other), &work.path().join(name), &[]);
+            runtime.block_on(scenario_on(vec![command], plan, args)).0
+        };
+        let other_batch = other_scenario("batch-other", &batch_plan, load(500, 8, None, None));
+        table.row(
+            "2c batch ingest as 2, E2E_COMPARE_BIN",
+            other_batch.events_per_second,
+            "events/s",
+            Some((batch.events_per_second, 0.0, "of 2")),
+        );
+        table.check(&other_batch);
+        let other_single = other_scenario(
+            "single-other",
+            &single_plan,
+            load(1, 64, Some(single_secs), None),
+        );
+        table.row(
+            "3bc single-event ingest as 3b, E2E_COMPARE_BIN",
+            other_single.requests_per_second,
+            "req/s",
+            Some((single.requests_per_second, 0.0, "of 3b")),
+        );
+        table.check(&other_single);
+        let other_latency = other_scenario(
+            "latency-other",
+            &latency_plan,
+            load(1, 64, Some(single_secs), Some(rate)),
+        );
+        table.row(
+            "6c latency p99 as 6b, E2E_COMPARE_BIN",
+            other_latency.latency_ms.p99,
+            "ms",
+            Some((latency.latency_ms.p99, 0.0, "of 6b")),
+        );
+        table.check(&other_latency);
+    }
+
     // 7. Memory.
     table.row(
         "7 peak RSS of the service during 2",
@@ -437,7 +479,16 @@ fn history_event(topic: String, event_id: String) -> Event {
 
 /// The release binary serving on an ephemeral port with its data in `data_dir`.
 fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));
+    serve_command_of(
+        Path::new(env!("CARGO_BIN_EXE_uts-aggregator")),
+        data_dir,
+        extra,
+    )
+}
+
+/// `program` (a build of the service) serving as [`serve_command`] describes.
+fn serve_command_of(program: &Path, data_dir: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(program);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--data-dir")

@@ -12,10 +12,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,6 +33,12 @@ use super::error::ApiError;
 /// buffer most of a large body before its handler ran; bodies are read in chunks anyway.
 /// It also bounds how many pipelined requests a connection can have buffered.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Requests served on one connection before it is closed (`Connection: close` on the last
+/// reply), as nginx's `keepalive_requests`. Bounds how long a client pipelining requests it
+/// never reads can hold a slot even while the kernel still takes its replies; clients with a
+/// connection pool just open a new one.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 100;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -137,7 +145,21 @@ async fn serve_connection(
     slot: OwnedSemaphorePermit,
 ) {
     let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
-    let connection = connection_builder(limits).serve_connection(io, service);
+    let served = AtomicUsize::new(0);
+    let counted = hyper::service::service_fn(move |request| {
+        let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS_PER_CONNECTION;
+        let reply = hyper::service::Service::call(&service, request);
+        async move {
+            let mut response = reply.await?;
+            if last {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let connection = connection_builder(limits).serve_connection(io, counted);
     let connection = watcher.watch(connection);
     if let Err(e) = connection.await {
         tracing::debug!(error = %e, "connection ended with an error");

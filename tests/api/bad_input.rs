@@ -182,3 +182,149 @@ async fn bad_events_queries_are_400_and_unknown_routes_are_json_404() {
     assert!(wrong_method.json::<Value>().await.unwrap()["error"].is_string());
     app.stop().await;
 }
+
+/// Sends raw bytes and returns the whole reply (the server closes after these errors).
+async fn raw_reply(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.read_to_end(&mut reply),
+    )
+    .await
+    .expect("the server answers and closes")
+    .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn errors_hyper_answers_itself_carry_a_json_body_too() {
+    let app = TestApp::spawn().await;
+    let many_headers: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases = [
+        ("400", b"GARBAGE\r\n\r\n".to_vec()),
+        (
+            "400",
+            b"GET / HTTP/1.1\r\nBad Header Without Colon\r\n\r\n".to_vec(),
+        ),
+        (
+            "431",
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+        ),
+        (
+            "414",
+            format!(
+                "GET /events?topic={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(70_000)
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (status, request) in cases {
+        let reply = raw_reply(&app, &request).await;
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().len() > 10, "{body}");
+    }
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_and_topics_refuse_unknown_repeated_and_non_utf8_query_parameters() {
+    let app = TestApp::spawn().await;
+    app.publish_ok(&event("x", "1")).await;
+    for path in [
+        "/events?Topic=x",
+        "/events?topic=x&topic=y",
+        "/events?topic=%FF",
+        "/events?topic=x&wait=1&extra=2",
+        "/topics?topics=1",
+        "/topics?after=%C3%28",
+        "/topics?limit=1001",
+        "/topics?limit=0",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    assert_eq!(app.get("/events?topic=x").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deep_text_that_is_not_json_is_400_and_deep_json_is_422() {
+    let app = TestApp::spawn().await;
+    let send = |body: String| {
+        app.client
+            .post(format!("{}/publish", app.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for junk in ["[".repeat(50_000), r#"{"a":"#.repeat(50_000)] {
+        let response = send(junk).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("not JSON"),
+            "{body}"
+        );
+    }
+    let deep = format!(
+        r#"{{"topic":"t","event_id":"1","timestamp":"2025-10-24T00:00:00Z","source":"","payload":{}{{}}{}}}"#,
+        r#"{"a":"#.repeat(5000),
+        "}".repeat(5000)
+    );
+    let response = send(deep).await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn content_encodings_and_charsets_other_than_plain_utf8_are_415() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_vec(&event("enc", "1")).unwrap();
+    for (header, value) in [
+        ("content-encoding", "gzip"),
+        ("content-encoding", "br"),
+        ("content-type", "application/json; charset=latin1"),
+    ] {
+        let mut request = app
+            .client
+            .post(format!("{}/publish", app.address))
+            .body(body.clone());
+        if header == "content-encoding" {
+            request = request.header("content-type", "application/json");
+        }
+        let response = request.header(header, value).send().await.unwrap();
+        assert_eq!(response.status(), 415, "{header}: {value}");
+        let reply: Value = response.json().await.unwrap();
+        assert!(reply["error"].is_string());
+    }
+    assert_eq!(app.stats().await["received"], 0, "nothing stored");
+    let identity = app
+        .client
+        .post(format!("{}/publish", app.address))
+        .header("content-type", "application/json; charset=UTF-8")
+        .header("content-encoding", "identity")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(identity.status(), 200);
+    app.stop().await;
+}

@@ -254,15 +254,43 @@ impl BinaryApp {
     /// With `file_size_blocks`, the binary runs under `ulimit -f <blocks>` with SIGXFSZ
     /// ignored: writes past the limit fail like writes to a full disk.
     pub(crate) fn start_with(data_dir: &Path, file_size_blocks: Option<u64>) -> Self {
-        Self::start_full(data_dir, file_size_blocks, &[])
+        Self::start_full(data_dir, file_size_blocks, &[], "debug")
     }
 
     /// Like `start`, with extra command-line arguments.
     pub(crate) fn start_args(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_full(data_dir, None, extra)
+        Self::start_full(data_dir, None, extra, "debug")
     }
 
-    fn start_full(data_dir: &Path, file_size_blocks: Option<u64>, extra: &[&str]) -> Self {
+    /// Like `start_args`, logging at `info` only: for loads, where debug lines would slow the
+    /// service down.
+    pub(crate) fn start_quiet(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_full(data_dir, None, extra, "info")
+    }
+
+    /// The service's peak resident memory so far (`VmHWM`), in MiB.
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the service is running");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib / 1024.0
+    }
+
+    /// `host:port` of the service.
+    pub(crate) fn socket_address(&self) -> String {
+        self.address.trim_start_matches("http://").to_string()
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        file_size_blocks: Option<u64>,
+        extra: &[&str],
+        log_level: &str,
+    ) -> Self {
         let binary = env!("CARGO_BIN_EXE_uts-aggregator");
         let mut command = match file_size_blocks {
             None => Command::new(binary),
@@ -282,7 +310,7 @@ impl BinaryApp {
             .arg(data_dir)
             .args(extra)
             .env("AGG_LOG_FORMAT", "json")
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
