@@ -5,6 +5,9 @@
 //!   read locked everyone out). Once a write has to wait, the client must take at least
 //!   [`MIN_PROGRESS_BYTES`] within the write timeout or the connection is closed. A client
 //!   reading a trickle (1 byte per second) is therefore cut off as surely as a silent one.
+//!   While other connections wait for a slot, a write that blocks gets only
+//!   [`PRESSURE_WRITE_TIMEOUT`]: a client that does not read yields its slot to one that
+//!   is waiting.
 //! - **JSON bodies for hyper's own errors.** hyper answers a request it cannot parse (bad
 //!   request line, too many or too large headers, URL too long) itself, with an empty body and
 //!   before any handler runs. Those answers are recognised on their way out (the only
@@ -23,11 +26,18 @@ use tokio::time::{Instant, Sleep};
 /// Bytes a blocked client must take within the write timeout to keep its connection.
 pub(crate) const MIN_PROGRESS_BYTES: usize = 16 * 1024;
 
+/// The write timeout while connections are waiting for a slot (if shorter).
+pub(crate) const PRESSURE_WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How many accepted connections are waiting for a slot; shared by every connection.
+pub(crate) type Pressure = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
 /// A connection's socket with the write timeout and the error-body rewrite.
 #[derive(Debug)]
 pub(crate) struct GuardedIo<T> {
     inner: T,
     write_timeout: Duration,
+    pressure: Pressure,
     /// Armed when a write had to wait; fires unless the client took enough bytes since.
     stall: Option<(Pin<Box<Sleep>>, usize)>,
     /// The JSON version of one of hyper's error replies, being written in place of the
@@ -43,10 +53,11 @@ struct Rewrite {
 }
 
 impl<T> GuardedIo<T> {
-    pub(crate) fn new(inner: T, write_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, write_timeout: Duration, pressure: Pressure) -> Self {
         Self {
             inner,
             write_timeout,
+            pressure,
             stall: None,
             rewrite: None,
         }
@@ -72,7 +83,12 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let timeout = self.write_timeout;
+                let waiting = self.pressure.load(std::sync::atomic::Ordering::Relaxed) > 0;
+                let timeout = if waiting {
+                    self.write_timeout.min(PRESSURE_WRITE_TIMEOUT)
+                } else {
+                    self.write_timeout
+                };
                 let (sleep, _) = self.stall.get_or_insert_with(|| {
                     (
                         Box::pin(tokio::time::sleep_until(Instant::now() + timeout)),
@@ -186,6 +202,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 /// 400, 414 or 431, no `content-type` and `content-length: 0`), the same reply with a JSON
 /// body that names the problem.
 fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
+    // Cheap tests first: this runs on every write. hyper's error heads are short, start with
+    // a 4xx status line and end the buffer.
+    const MAX_HEAD: usize = 512;
+    if head.len() > MAX_HEAD || !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?;
     let rest = text.strip_prefix("HTTP/1.1 ")?;
     let header_end = text.find("\r\n\r\n")?;

@@ -166,16 +166,25 @@ impl AsPageEvent for (usize, StoredEvent) {
 /// A JSON response whose memory stays charged on the read budget until hyper has taken the
 /// body for writing.
 fn charged_json(body: Vec<u8>, charge: Charge) -> Response {
+    use futures_util::StreamExt;
+    let length = body.len();
     let chunk = futures_util::stream::once(async move {
         Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(body))
     });
+    // Polled once hyper wants more after the page (it has taken the page for writing, and for
+    // a page larger than its write buffer, written most of it): the charge ends there.
     let release = futures_util::stream::once(async move {
         drop(charge);
         Ok(axum::body::Bytes::new())
     });
-    use futures_util::StreamExt;
     (
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
         Body::from_stream(chunk.chain(release)),
     )
         .into_response()

@@ -26,7 +26,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conn_io::GuardedIo;
+use super::conn_io::{GuardedIo, Pressure};
 use super::error::ApiError;
 
 /// Largest read buffer of one connection. hyper's default (~400 KB) let every connection
@@ -38,7 +38,7 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// reply), as nginx's `keepalive_requests`. Bounds how long a client pipelining requests it
 /// never reads can hold a slot even while the kernel still takes its replies; clients with a
 /// connection pool just open a new one.
-pub const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +78,8 @@ pub async fn serve(
     // One permit per accepted connection that waits for a slot or is being told 503.
     let waiting = Arc::new(Semaphore::new(max));
     let graceful = GracefulShutdown::new();
+    // Connections waiting for a slot; while any wait, blocked writes time out sooner.
+    let pressure = Pressure::default();
     let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
@@ -100,25 +102,31 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connections = connections.clone();
         let service = service.clone();
+        let pressure = pressure.clone();
         // Taken before the wait for a slot, so shutdown also waits for waiting connections.
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let slot = match connections.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
-                    tokio::time::timeout(limits.header_read_timeout, connections.acquire_owned())
-                        .await
-                        .ok()
+                    pressure.fetch_add(1, Ordering::Relaxed);
+                    let slot = tokio::time::timeout(
+                        limits.header_read_timeout,
+                        connections.acquire_owned(),
+                    )
+                    .await;
+                    pressure.fetch_sub(1, Ordering::Relaxed);
+                    slot.ok()
                         .map(|slot| slot.expect("the semaphore is never closed"))
                 }
             };
             match slot {
                 Some(slot) => {
                     drop(waiting_permit);
-                    serve_connection(stream, service, limits, watcher, slot).await;
+                    serve_connection(stream, service, limits, pressure, watcher, slot).await;
                 }
                 None => {
-                    answer_busy(stream, limits).await;
+                    answer_busy(stream, limits, pressure).await;
                     drop(waiting_permit);
                 }
             }
@@ -141,10 +149,11 @@ async fn serve_connection(
     stream: TcpStream,
     service: TowerToHyperService<Router>,
     limits: ServeLimits,
+    pressure: Pressure,
     watcher: Watcher,
     slot: OwnedSemaphorePermit,
 ) {
-    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
+    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout, pressure));
     let served = AtomicUsize::new(0);
     let counted = hyper::service::service_fn(move |request| {
         let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS_PER_CONNECTION;
@@ -169,8 +178,8 @@ async fn serve_connection(
 
 /// Answers every request of a connection that found no free slot with 503 + `Retry-After`,
 /// then closes it.
-async fn answer_busy(stream: TcpStream, limits: ServeLimits) {
-    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout));
+async fn answer_busy(stream: TcpStream, limits: ServeLimits, pressure: Pressure) {
+    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout, pressure));
     let busy = hyper::service::service_fn(|_request| async {
         Ok::<_, std::convert::Infallible>(
             ApiError::TooManyConnections.into_response().map(Body::new),

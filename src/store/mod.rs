@@ -275,6 +275,10 @@ pub enum StoreError {
         "partition database {path} {reason}; commits refused until it is restored and the service restarted"
     )]
     PartitionLost { path: String, reason: String },
+    #[error(
+        "PostgreSQL store {location} is damaged: {problem}; restore it from a backup (refusing to start)"
+    )]
+    Damaged { location: String, problem: String },
     #[error("postgres error ({what}) on {location}: {reason}")]
     Postgres {
         location: String,

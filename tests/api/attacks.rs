@@ -94,8 +94,10 @@ async fn clients_that_pipeline_and_never_read_do_not_lock_out_healthz() {
     );
     assert_eq!(closed, 40, "every never-reading client is disconnected");
     assert_eq!(ok, sent, "/healthz answered 200 throughout the attack");
+    // Each attacker holds a slot until its kernel buffers fill and a write times out; the
+    // probe waits behind all 40 (first come, first served), but never for ever.
     assert!(
-        slowest < Duration::from_secs(10),
+        slowest < Duration::from_secs(30),
         "slowest /healthz {slowest:?}"
     );
 }

@@ -273,3 +273,39 @@ async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_postgres_store_is_refused_at_start() {
+    let Some(server) = pg::shared("replicas::damaged_store") else {
+        return;
+    };
+    let binary = env!("CARGO_BIN_EXE_uts-aggregator");
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let app = TestApp::spawn_on_store(url.parse().unwrap(), |_| {}).await;
+    app.publish_ok(&crate::helpers::event("t", "1")).await;
+    app.stop().await;
+    let start = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            start_fails(
+                std::process::Command::new(binary)
+                    .args(["--listen", "127.0.0.1:0", "--store", &url])
+                    .env("RUST_BACKTRACE", "0"),
+            )
+        })
+    };
+    // The pinned partition count vanished while events are stored.
+    server.psql(&database, "DELETE FROM meta WHERE key = 'partitions'");
+    let text = start(url.clone()).await.unwrap();
+    assert!(
+        text.contains("damaged") && text.contains("partition count"),
+        "{text}"
+    );
+    // A table of the recorded schema is gone.
+    server.psql(
+        &database,
+        "INSERT INTO meta VALUES ('partitions', '3'); DROP TABLE topics",
+    );
+    let text = start(url).await.unwrap();
+    assert!(text.contains("table topics is missing"), "{text}");
+}

@@ -209,6 +209,10 @@ impl PgStore {
                         found,
                         known,
                     },
+                    schema::MigrateError::Damaged(problem) => StoreError::Damaged {
+                        location: shared.label.clone(),
+                        problem,
+                    },
                     schema::MigrateError::Mismatch { stored } => StoreError::PartitionMismatch {
                         location: shared.label.clone(),
                         stored,

@@ -49,8 +49,16 @@ const MIGRATION_LOCK: i64 = 0x0075_7473_5f61_6767; // "uts_agg"
 
 pub(super) enum MigrateError {
     Pg(tokio_postgres::Error),
-    Newer { found: i64, known: i64 },
-    Mismatch { stored: usize },
+    Newer {
+        found: i64,
+        known: i64,
+    },
+    Mismatch {
+        stored: usize,
+    },
+    /// The schema is recorded as applied but its tables or the pinned partition count are
+    /// gone: starting would hash topics anew or recreate what held the dedup keys.
+    Damaged(String),
 }
 
 impl From<tokio_postgres::Error> for MigrateError {
@@ -97,6 +105,37 @@ pub(super) async fn migrate(
         )
         .await?;
         tracing::info!(version = index + 1, "applied PostgreSQL migration");
+    }
+    // A recorded schema whose tables went missing, or a store with events whose pinned
+    // partition count vanished, is refused rather than silently recreated.
+    for table in ["meta", "events", "topics", "counters"] {
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await?
+            .get(0);
+        if !exists {
+            return Err(MigrateError::Damaged(format!(
+                "table {table} is missing although schema version {} is recorded",
+                VERSION
+            )));
+        }
+    }
+    let pinned: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'partitions')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let has_events: bool = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM events)", &[])
+        .await?
+        .get(0);
+    if !pinned && has_events {
+        return Err(MigrateError::Damaged(
+            "the pinned partition count (meta row 'partitions') is missing but events are stored"
+                .into(),
+        ));
     }
     let first = requested.unwrap_or(default).to_string();
     tx.execute(
