@@ -19,8 +19,8 @@ use std::time::Instant;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
+use uts_aggregator::store::Durability;
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
-use uts_aggregator::store::{Durability, PartitionWriter};
 
 /// The tests' throwaway PostgreSQL cluster, for rows 9.
 #[allow(dead_code)]

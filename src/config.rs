@@ -197,12 +197,6 @@ pub struct Config {
     #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
     pub max_inflight_body_mib: usize,
 
-    /// Testing aid, hidden from --help: a partition worker panics while committing a batch that
-    /// holds an event of this topic. The test suite uses it to prove that a panic neither loses
-    /// acknowledged events nor silently stops the partition. Never set it in production.
-    #[arg(long, env = "AGG_DEBUG_PANIC_ON_TOPIC", hide = true)]
-    pub debug_panic_on_topic: Option<String>,
-
     /// On SIGTERM/SIGINT, how long to wait for in-flight requests and queued commits, in s.
     #[arg(long, env = "AGG_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
     pub shutdown_timeout_secs: u64,
@@ -289,7 +283,6 @@ impl Config {
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },
-            panic_on_topic: self.debug_panic_on_topic.clone(),
         }
     }
 

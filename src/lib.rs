@@ -81,8 +81,19 @@ pub async fn run(
 ) -> Result<(), RunError> {
     config.validate()?;
     let store = store::open(&config.open_options()).await?;
+    run_on(config, store, listener, shutdown).await
+}
+
+/// [`run`] on a store already opened (tests wrap a store to inject faults).
+pub async fn run_on(
+    config: Config,
+    store: Arc<dyn store::Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
     let metrics = metrics::Metrics::new();
-    let (ingest, workers) = Ingest::start(&store, &config.ingest_settings(), &metrics)?;
+    let (ingest, workers) = Ingest::start(&store, &config.ingest_settings(), &metrics).await?;
     let state = Arc::new(AppState::new(
         ingest,
         store.clone(),

@@ -15,9 +15,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::ingest::PartitionHandle;
-use crate::stats::ServiceStats;
-use crate::store::Totals;
+use crate::stats::Snapshot;
 
 pub const RECEIVED: &str = "aggregator_events_received_total";
 pub const UNIQUE: &str = "aggregator_events_unique_total";
@@ -59,6 +57,8 @@ pub struct Metrics {
     /// Routes are `&'static str` from a fixed list, so the map stays small; a lookup neither
     /// allocates nor takes the registry lock.
     requests: Arc<DashMap<(&'static str, u16), Counter, ahash::RandomState>>,
+    /// Per partition id: its queue-depth and up gauges, set from each snapshot at render.
+    partition_gauges: Arc<DashMap<usize, (Gauge, Gauge), ahash::RandomState>>,
 }
 
 /// The metrics one partition worker records.
@@ -66,8 +66,6 @@ pub struct Metrics {
 pub struct PartitionMetrics {
     pub batch_size: Histogram,
     pub commit_duration: Histogram,
-    queue_depth: Gauge,
-    up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +105,7 @@ impl Metrics {
             publish_duration: recorder
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
             requests: Arc::default(),
+            partition_gauges: Arc::default(),
             recorder,
             handle,
         }
@@ -117,6 +116,14 @@ impl Metrics {
         let key = |name: &'static str| {
             Key::from_parts(name, vec![Label::new("partition", id.to_string())])
         };
+        self.partition_gauges.insert(
+            id,
+            (
+                self.recorder.register_gauge(&key(QUEUE_DEPTH), &metadata()),
+                self.recorder
+                    .register_gauge(&key(PARTITION_UP), &metadata()),
+            ),
+        );
         PartitionMetrics {
             batch_size: self
                 .recorder
@@ -124,10 +131,6 @@ impl Metrics {
             commit_duration: self
                 .recorder
                 .register_histogram(&key(COMMIT_DURATION), &metadata()),
-            queue_depth: self.recorder.register_gauge(&key(QUEUE_DEPTH), &metadata()),
-            up: self
-                .recorder
-                .register_gauge(&key(PARTITION_UP), &metadata()),
         }
     }
 
@@ -152,23 +155,20 @@ impl Metrics {
         self.requests.insert((route, status), counter);
     }
 
-    /// Prometheus text: first brings the `/stats` numbers up to date, then renders.
-    pub fn render(&self, partitions: &[PartitionHandle], service: &ServiceStats) -> String {
-        let mut totals = Totals::default();
-        for partition in partitions {
-            totals += partition.stats.totals();
-            partition
-                .metrics
-                .queue_depth
-                .set(partition.queue_depth() as f64);
-            let up = partition.stats.worker_alive() && partition.stats.store_ok();
-            partition.metrics.up.set(if up { 1.0 } else { 0.0 });
+    /// Prometheus text of `snapshot` (the numbers `/stats` shows) and of everything recorded.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        for partition in &snapshot.partitions {
+            if let Some(gauges) = self.partition_gauges.get(&partition.id) {
+                let (queue_depth, up) = gauges.value();
+                queue_depth.set(partition.queue_depth as f64);
+                up.set(if partition.up() { 1.0 } else { 0.0 });
+            }
         }
-        self.received.absolute(totals.received);
-        self.unique.absolute(totals.unique_processed);
-        self.duplicate.absolute(totals.duplicate_dropped);
-        self.rejected.absolute(service.rejected());
-        self.uptime.set(service.uptime_seconds());
+        self.received.absolute(snapshot.totals.received);
+        self.unique.absolute(snapshot.totals.unique_processed);
+        self.duplicate.absolute(snapshot.totals.duplicate_dropped);
+        self.rejected.absolute(snapshot.rejected);
+        self.uptime.set(snapshot.uptime_seconds);
         self.handle.render()
     }
 }

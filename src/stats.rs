@@ -1,5 +1,7 @@
-//! The service's numbers, in one place: `/stats` reads them, and `/metrics` is rendered from
-//! them, so the two can never disagree.
+//! The service's numbers, in one place. Workers and handlers write them into
+//! [`PartitionStats`] and [`ServiceStats`]; a [`Snapshot`] reads them all at once, and `/stats`,
+//! `/readyz` and `/metrics` are rendered from that one snapshot, so they can never disagree
+//! (and "is this partition up" is decided in one place: [`PartitionSnapshot::problem`]).
 //!
 //! Per partition, the worker publishes the lifetime totals of its last commit (loaded from the
 //! database at start, so they continue across restarts); on a shared PostgreSQL store,
@@ -70,6 +72,82 @@ impl PartitionStats {
     }
 }
 
+/// One partition's state at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionSnapshot {
+    pub id: usize,
+    pub totals: Totals,
+    /// Events accepted and not yet committed and answered.
+    pub queue_depth: usize,
+    /// Their memory, charged on the in-flight budget.
+    pub queue_bytes: usize,
+    pub worker_alive: bool,
+    pub store_ok: bool,
+}
+
+impl PartitionSnapshot {
+    /// Why this partition cannot take publishes, if it cannot.
+    pub fn problem(&self) -> Option<&'static str> {
+        if !self.worker_alive {
+            Some("worker stopped")
+        } else if !self.store_ok {
+            Some("store not writable or its database is missing (see the log)")
+        } else {
+            None
+        }
+    }
+
+    pub fn up(&self) -> bool {
+        self.problem().is_none()
+    }
+}
+
+/// The whole service's numbers at one moment: what `/stats`, `/readyz` and `/metrics` show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub partitions: Vec<PartitionSnapshot>,
+    /// The partitions' totals summed.
+    pub totals: Totals,
+    pub rejected: u64,
+    pub uptime_seconds: f64,
+    pub shutting_down: bool,
+}
+
+impl Snapshot {
+    /// Takes the service-wide numbers and each partition's (id order).
+    pub fn new(
+        partitions: Vec<PartitionSnapshot>,
+        service: &ServiceStats,
+        shutting_down: bool,
+    ) -> Self {
+        let mut totals = Totals::default();
+        for partition in &partitions {
+            totals += partition.totals;
+        }
+        Self {
+            partitions,
+            totals,
+            rejected: service.rejected(),
+            uptime_seconds: service.uptime_seconds(),
+            shutting_down,
+        }
+    }
+
+    /// Why the service is not ready; empty when it is.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.shutting_down {
+            reasons.push("shutting down".to_string());
+        }
+        for partition in &self.partitions {
+            if let Some(problem) = partition.problem() {
+                reasons.push(format!("partition {}: {problem}", partition.id));
+            }
+        }
+        reasons
+    }
+}
+
 /// Service-wide numbers that belong to no partition.
 #[derive(Debug)]
 pub struct ServiceStats {
@@ -101,5 +179,54 @@ impl ServiceStats {
 impl Default for ServiceStats {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(
+        id: usize,
+        received: u64,
+        worker_alive: bool,
+        store_ok: bool,
+    ) -> PartitionSnapshot {
+        PartitionSnapshot {
+            id,
+            totals: Totals {
+                received,
+                unique_processed: received,
+                duplicate_dropped: 0,
+            },
+            queue_depth: 0,
+            queue_bytes: 0,
+            worker_alive,
+            store_ok,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_sums_partitions_and_names_every_reason_not_to_be_ready() {
+        let service = ServiceStats::new();
+        service.add_rejected(2);
+        let ready = Snapshot::new(
+            vec![partition(0, 3, true, true), partition(1, 4, true, true)],
+            &service,
+            false,
+        );
+        assert_eq!(ready.totals.received, 7);
+        assert_eq!(ready.rejected, 2);
+        assert!(ready.not_ready_reasons().is_empty());
+        let broken = Snapshot::new(
+            vec![partition(0, 0, false, true), partition(1, 0, true, false)],
+            &service,
+            true,
+        );
+        let reasons = broken.not_ready_reasons();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[1].starts_with("partition 0: worker stopped"));
+        assert!(reasons[2].starts_with("partition 1: store not writable"));
+        assert!(!broken.partitions[0].up() && !broken.partitions[1].up());
     }
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
-use super::{AppState, blocking_read, query};
+use super::{AppState, query, read_failed};
 use crate::budget::Charge;
 use crate::ingest::partition_of;
 use crate::store::{PageLimit, StoredEvent};
@@ -62,14 +62,11 @@ pub(super) async fn list(
                 })?,
             };
             let partition = partition_of(&topic, state.store.partitions());
-            let reader_state = state.clone();
-            let topic_for_read = topic.clone();
-            let mut events = blocking_read(move || {
-                reader_state
-                    .store
-                    .topic_page(partition, &topic_for_read, after, limit)
-            })
-            .await?;
+            let mut events = state
+                .store
+                .topic_page(partition, &topic, after, limit)
+                .await
+                .map_err(read_failed)?;
             let more = trim_page(&mut events, max_events, limit.max_bytes);
             let next = more.then(|| {
                 let last = events.last().map_or(after, |e| e.seq);
@@ -94,9 +91,9 @@ pub(super) async fn list(
                     "after names a partition that does not exist".into(),
                 ));
             }
-            let reader_state = state.clone();
-            let mut rows =
-                blocking_read(move || all_topics_page(&reader_state, after, limit)).await?;
+            let mut rows = all_topics_page(&state, after, limit)
+                .await
+                .map_err(read_failed)?;
             let more = trim_page(&mut rows, max_events, limit.max_bytes);
             let next = more.then(|| {
                 let (partition, last) = rows.last().expect("a page that continues holds events");
@@ -205,7 +202,7 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
 /// Events across partitions after `after`, tagged with their partition, fetched with the
 /// same rule as one partition's page: up to `limit.max_events`, ending with the event that
 /// reaches `limit.max_bytes`.
-fn all_topics_page(
+async fn all_topics_page(
     state: &AppState,
     after: Option<Cursor>,
     limit: PageLimit,
@@ -225,7 +222,7 @@ fn all_topics_page(
             max_events: limit.max_events - rows.len(),
             max_bytes: limit.max_bytes - bytes,
         };
-        let page = state.store.page(partition, position, room)?;
+        let page = state.store.page(partition, position, room).await?;
         bytes += page.iter().map(StoredEvent::json_bytes).sum::<usize>();
         rows.extend(page.into_iter().map(|e| (partition, e)));
     }

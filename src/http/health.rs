@@ -16,20 +16,7 @@ pub(super) async fn healthz() -> Json<Value> {
 }
 
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    let mut reasons = Vec::new();
-    if state.is_shutting_down() {
-        reasons.push("shutting down".to_string());
-    }
-    for (id, partition) in state.ingest.partitions().iter().enumerate() {
-        if !partition.stats.worker_alive() {
-            reasons.push(format!("partition {id}: worker stopped"));
-        }
-        if !partition.stats.store_ok() {
-            reasons.push(format!(
-                "partition {id}: store not writable or its database is missing (see the log)"
-            ));
-        }
-    }
+    let reasons = state.snapshot().not_ready_reasons();
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use crate::budget::MemoryBudget;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::stats::ServiceStats;
+use crate::stats::{ServiceStats, Snapshot};
 use crate::store::Store;
 use error::ApiError;
 
@@ -107,46 +107,30 @@ impl AppState {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Takes in the store's shared totals (PostgreSQL: other replicas commit too), so `/stats`
-    /// and `/metrics` show the lifetime totals of every replica, not only this one's commits.
-    fn publish_shared_totals(&self, shared: Option<Vec<crate::store::Totals>>) {
-        for (partition, totals) in self
-            .ingest
-            .partitions()
-            .iter()
-            .zip(shared.unwrap_or_default())
-        {
-            partition.stats.publish_totals(totals);
-        }
+    /// The service's numbers now, as `/readyz` needs them (no store read).
+    fn snapshot(&self) -> Snapshot {
+        self.ingest
+            .snapshot(&self.service_stats, self.is_shutting_down())
     }
 
-    /// Reads the shared totals, if the store has any, before a scrape. A failure keeps the
-    /// last known numbers (and is logged): a scrape must still show that the store is down.
-    async fn refresh_shared_totals(self: &Arc<Self>) {
-        let state = self.clone();
-        match blocking_read(move || state.store.shared_totals()).await {
-            Ok(shared) => self.publish_shared_totals(shared),
+    /// The numbers for `/stats` and `/metrics`: first takes in the store's shared totals, if
+    /// it has any (PostgreSQL: other replicas commit too), so they show every replica's
+    /// lifetime totals. A failed read keeps the last known numbers (and is logged): a scrape
+    /// must still show that the store is down.
+    async fn snapshot_with_shared_totals(self: &Arc<Self>) -> Snapshot {
+        match self.store.shared_totals().await {
+            Ok(Some(shared)) => self.ingest.publish_shared_totals(&shared),
+            Ok(None) => {}
             Err(_) => tracing::warn!("lifetime totals not refreshed from the store"),
         }
+        self.snapshot()
     }
 }
 
-/// Runs a blocking store read off the async threads. A failure or a panic is logged and
-/// answered with a generic 500.
-async fn blocking_read<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(read).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "read failed");
-            Err(ApiError::Internal)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "read task panicked");
-            Err(ApiError::Internal)
-        }
-    }
+/// A failed store read: logged, answered with a generic 500.
+fn read_failed(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "read failed");
+    ApiError::Internal
 }
 
 /// The whole API, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
@@ -171,10 +155,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `GET /metrics`: Prometheus text exposition. Open like `/healthz`: it carries counts, not
 /// events.
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    state.refresh_shared_totals().await;
     let body = state
         .metrics
-        .render(state.ingest.partitions(), &state.service_stats);
+        .render(&state.snapshot_with_shared_totals().await);
     (
         [(
             header::CONTENT_TYPE,

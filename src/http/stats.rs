@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
 use super::topics::MAX_TOPICS_PAGE;
-use super::{AppState, blocking_read};
+use super::{AppState, read_failed};
 use crate::store::Totals;
 
 #[derive(Serialize)]
@@ -47,46 +47,34 @@ pub(super) async fn stats(
     headers: HeaderMap,
 ) -> Result<Json<StatsBody>, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
-    let reader_state = state.clone();
-    let (topics, topic_count, shared) = blocking_read(move || {
-        let store = &reader_state.store;
-        Ok((
-            store.topics_page(None, MAX_TOPICS_PAGE)?,
-            store.topic_count()?,
-            store.shared_totals()?,
-        ))
-    })
-    .await?;
-    state.publish_shared_totals(shared);
-
-    let mut totals = Totals::default();
-    let partitions = state
-        .ingest
-        .partitions()
+    let topics = state
+        .store
+        .topics_page(None, MAX_TOPICS_PAGE)
+        .await
+        .map_err(read_failed)?;
+    let topic_count = state.store.topic_count().await.map_err(read_failed)?;
+    let snapshot = state.snapshot_with_shared_totals().await;
+    let partitions = snapshot
+        .partitions
         .iter()
-        .enumerate()
-        .map(|(id, p)| {
-            let t = p.stats.totals();
-            totals += t;
-            PartitionBody {
-                id,
-                queue_depth: p.queue_depth(),
-                queue_bytes: p.queued_bytes(),
-                committed: t.received,
-                unique_processed: t.unique_processed,
-                duplicate_dropped: t.duplicate_dropped,
-                worker_alive: p.stats.worker_alive(),
-                store_ok: p.stats.store_ok(),
-            }
+        .map(|p| PartitionBody {
+            id: p.id,
+            queue_depth: p.queue_depth,
+            queue_bytes: p.queue_bytes,
+            committed: p.totals.received,
+            unique_processed: p.totals.unique_processed,
+            duplicate_dropped: p.totals.duplicate_dropped,
+            worker_alive: p.worker_alive,
+            store_ok: p.store_ok,
         })
         .collect();
     Ok(Json(StatsBody {
-        totals,
-        rejected: state.service_stats.rejected(),
+        totals: snapshot.totals,
+        rejected: snapshot.rejected,
         topics_truncated: topic_count > topics.len() as u64,
         topic_count,
         topics: topics.into_iter().map(|t| t.topic).collect(),
-        uptime_seconds: state.service_stats.uptime_seconds(),
+        uptime_seconds: snapshot.uptime_seconds,
         partitions,
     }))
 }

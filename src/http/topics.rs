@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
-use super::{AppState, blocking_read, query};
+use super::{AppState, query, read_failed};
 
 /// Default and maximum topics per page.
 pub(super) const MAX_TOPICS_PAGE: usize = 1000;
@@ -35,10 +35,11 @@ pub(super) async fn list(
                 ))
             })?,
     };
-    let after = params.get("after").cloned();
-    let reader = state.clone();
-    let mut topics =
-        blocking_read(move || reader.store.topics_page(after.as_deref(), limit + 1)).await?;
+    let mut topics = state
+        .store
+        .topics_page(params.get("after").map(String::as_str), limit + 1)
+        .await
+        .map_err(read_failed)?;
     let more = topics.len() > limit;
     topics.truncate(limit);
     let next = match (more, topics.last()) {

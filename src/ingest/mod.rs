@@ -14,25 +14,26 @@
 //! its commit was answered, so a client that disconnects cannot leave unaccounted events queued.
 
 mod batch;
+mod partition;
 mod partitioner;
 mod worker;
 
+pub use partition::PartitionHandle;
 pub use partitioner::{partition_of, topic_hash};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::budget::Charge;
-use crate::dedup::DedupCache;
 use crate::event::Event;
-use crate::metrics::{Metrics, PartitionMetrics};
-use crate::stats::PartitionStats;
+use crate::metrics::Metrics;
+use crate::stats::{ServiceStats, Snapshot};
 use crate::store::{Store, StoreError};
-use worker::PartitionWorker;
+use partition::{CommitFailed, Job, QueuedBytes};
+use worker::{PartitionWorker, WorkerSettings};
 
 /// What happens when a partition queue is full: the only policy is to wait up to the enqueue
 /// timeout, then reject the whole request (503 + `Retry-After`). Nothing is ever dropped
@@ -50,57 +51,7 @@ pub struct IngestSettings {
     pub batch_linger: Duration,
     pub cache_keys_per_partition: usize,
     pub when_full: WhenFull,
-    /// Testing aid: see `Config::debug_panic_on_topic`.
-    pub panic_on_topic: Option<String>,
 }
-
-/// One request's events for one partition, with the channel to answer on.
-#[derive(Debug)]
-pub(crate) struct Job {
-    events: Vec<Event>,
-    /// Answered by the worker after the commit holding `events`; dropped unanswered only if
-    /// the worker dies, which the waiting request reads as "unavailable".
-    reply: oneshot::Sender<Result<JobOutcome, CommitFailed>>,
-    /// Queue capacity held by `events`, returned when the job is dropped after its reply.
-    _permit: OwnedSemaphorePermit,
-    /// The events' bytes on the in-flight budget and in the partition's queued-bytes gauge,
-    /// both given back when the job is dropped after its reply.
-    _bytes: QueuedBytes,
-}
-
-/// A job's bytes: charged on the budget and counted in its partition's queued bytes.
-#[derive(Debug)]
-struct QueuedBytes {
-    _charge: Charge,
-    bytes: usize,
-    gauge: Arc<AtomicUsize>,
-}
-
-impl QueuedBytes {
-    fn new(charge: Charge, bytes: usize, gauge: Arc<AtomicUsize>) -> Self {
-        gauge.fetch_add(bytes, Ordering::Relaxed);
-        Self {
-            _charge: charge,
-            bytes,
-            gauge,
-        }
-    }
-}
-
-impl Drop for QueuedBytes {
-    fn drop(&mut self) {
-        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct JobOutcome {
-    unique: usize,
-    duplicate: usize,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct CommitFailed(String);
 
 /// The result of an accepted publish: every event committed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -125,35 +76,6 @@ pub enum IngestError {
     },
 }
 
-/// The sending side of one partition. Cloned into nothing: lives in [`Ingest`] for the life of
-/// the service; the queue closes when the worker is told to drain.
-#[derive(Debug)]
-pub struct PartitionHandle {
-    /// To the worker. Capacity equals `queue_capacity`; since a job holds at least one
-    /// permit, a send with permits in hand never finds the channel full.
-    jobs: mpsc::Sender<Job>,
-    /// Free queue capacity in events. Closed at shutdown so waiting requests fail fast.
-    capacity: Arc<Semaphore>,
-    queue_capacity: usize,
-    /// Memory of the events queued or committing in this partition.
-    queued_bytes: Arc<AtomicUsize>,
-    pub stats: Arc<PartitionStats>,
-    pub(crate) metrics: PartitionMetrics,
-}
-
-impl PartitionHandle {
-    /// Events accepted into this partition and not yet committed and answered.
-    pub fn queue_depth(&self) -> usize {
-        self.queue_capacity
-            .saturating_sub(self.capacity.available_permits())
-    }
-
-    /// Memory of the events accepted into this partition and not yet committed and answered.
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Relaxed)
-    }
-}
-
 /// The ingest router: splits a request by partition and waits for its commits.
 #[derive(Debug)]
 pub struct Ingest {
@@ -171,44 +93,28 @@ pub struct Workers {
 
 impl Ingest {
     /// Opens the writer of every partition of `store` and starts one worker per partition.
-    pub fn start(
+    pub async fn start(
         store: &Arc<dyn Store>,
         settings: &IngestSettings,
         metrics: &Metrics,
     ) -> Result<(Self, Workers), StoreError> {
         let (drain, drain_rx) = watch::channel(false);
+        let worker_settings = WorkerSettings {
+            queue_capacity: settings.queue_capacity,
+            batch_max_events: settings.batch_max_events,
+            batch_linger: settings.batch_linger,
+            cache_keys: settings.cache_keys_per_partition,
+            store: store.clone(),
+            drain: drain_rx,
+        };
         let mut partitions = Vec::with_capacity(store.partitions());
         let mut tasks = Vec::with_capacity(store.partitions());
         for id in 0..store.partitions() {
-            let writer = store.open_writer(id)?;
-            let stats = Arc::new(PartitionStats::new(writer.totals()));
-            let partition_metrics = metrics.partition(id);
-            let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
-            let worker = PartitionWorker {
-                id,
-                queue,
-                drain: drain_rx.clone(),
-                store: writer,
-                cache: DedupCache::new(settings.cache_keys_per_partition),
-                reopen: worker::Reopen {
-                    store: store.clone(),
-                    cache_keys: settings.cache_keys_per_partition,
-                },
-                panic_on_topic: settings.panic_on_topic.clone(),
-                batch_max_events: settings.batch_max_events,
-                batch_linger: settings.batch_linger,
-                stats: stats.clone(),
-                metrics: partition_metrics.clone(),
-            };
-            tasks.push(tokio::spawn(worker.run()));
-            partitions.push(PartitionHandle {
-                jobs,
-                capacity: Arc::new(Semaphore::new(settings.queue_capacity)),
-                queue_capacity: settings.queue_capacity,
-                queued_bytes: Arc::new(AtomicUsize::new(0)),
-                stats,
-                metrics: partition_metrics,
-            });
+            let writer = store.open_writer(id).await?;
+            let (handle, task) =
+                PartitionWorker::spawn(id, writer, worker_settings.clone(), metrics.partition(id));
+            partitions.push(handle);
+            tasks.push(task);
         }
         Ok((
             Self {
@@ -221,6 +127,24 @@ impl Ingest {
 
     pub fn partitions(&self) -> &[PartitionHandle] {
         &self.partitions
+    }
+
+    /// Every partition's numbers and state now, with the service-wide ones.
+    pub fn snapshot(&self, service: &ServiceStats, shutting_down: bool) -> Snapshot {
+        let partitions = self
+            .partitions
+            .iter()
+            .map(PartitionHandle::snapshot)
+            .collect();
+        Snapshot::new(partitions, service, shutting_down)
+    }
+
+    /// Takes in lifetime totals read from a store other processes commit to as well
+    /// (PostgreSQL replicas), per partition in id order. Totals never move backwards.
+    pub fn publish_shared_totals(&self, shared: &[crate::store::Totals]) {
+        for (partition, totals) in self.partitions.iter().zip(shared) {
+            partition.publish_totals(*totals);
+        }
     }
 
     /// Refuses every further request; the ones already enqueued are still committed.
@@ -256,7 +180,7 @@ impl Ingest {
         let mut replies = Vec::with_capacity(permits.len());
         for (partition, permit) in permits {
             let (reply, answer) = oneshot::channel();
-            let events = std::mem::take(&mut parts[partition]);
+            let events: Arc<[Event]> = std::mem::take(&mut parts[partition]).into();
             let handle = &self.partitions[partition];
             let bytes = part_bytes[partition];
             let job = Job {

@@ -1,57 +1,63 @@
 //! The partition worker: takes jobs in queue order, gathers a batch, commits it in one
-//! transaction, then answers every job of the batch.
+//! transaction through its [`PartitionWriter`], then answers every job of the batch.
 //!
-//! Store calls block, so each commit runs on tokio's blocking pool (`spawn_blocking`), with
-//! the store and cache moved in and back out: the worker still owns them exclusively, the
-//! async threads never block, and while one batch commits the next one queues up behind it,
-//! which is what turns many concurrent single-event requests into one group commit.
+//! The loop only decides what comes next; each job it can do is a named step:
+//! [`PartitionWorker::commit`] (front cache, one transaction, cache update, answers),
+//! [`PartitionWorker::check`] (every second: after a failed commit a probe write, so readiness
+//! turns green again without a publish; otherwise a check that the database is still there),
+//! and [`PartitionWorker::recover`] (after a panic in the writer: reopen it and start a new
+//! cache). The writer keeps its own blocking work off this task (see `store`), so while one
+//! batch commits the next one queues up behind it, which is what turns many concurrent
+//! single-event requests into one group commit.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use futures_util::FutureExt;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
 use super::batch::Batch;
-use super::{CommitFailed, Job, JobOutcome};
+use super::partition::{CommitFailed, Job, JobOutcome, PartitionHandle};
 use crate::dedup::DedupCache;
 use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
-use crate::store::{PartitionWriter, Store, StoreError, Totals};
+use crate::store::{CommitBatch, PartitionWriter, Store, StoreError};
 
-pub(super) struct PartitionWorker {
-    pub(super) id: usize,
-    /// Jobs of this partition in acceptance order. Closed by the worker itself on drain.
-    pub(super) queue: mpsc::Receiver<Job>,
-    /// Flips to true when the service shuts down.
-    pub(super) drain: watch::Receiver<bool>,
-    pub(super) store: Box<dyn PartitionWriter>,
-    pub(super) cache: DedupCache,
-    /// How to open the store and cache again after a panic lost them.
-    pub(super) reopen: Reopen,
+/// How often an idle worker checks its store (see [`PartitionWorker::check`]).
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a worker needs besides its writer.
+#[derive(Clone)]
+pub(super) struct WorkerSettings {
+    pub(super) queue_capacity: usize,
     pub(super) batch_max_events: usize,
     pub(super) batch_linger: Duration,
-    pub(super) stats: Arc<PartitionStats>,
-    pub(super) metrics: PartitionMetrics,
-    /// Testing aid (`--debug-panic-on-topic`): panic while committing a batch holding this topic.
-    pub(super) panic_on_topic: Option<String>,
-}
-
-pub(super) struct Reopen {
-    pub(super) store: Arc<dyn Store>,
     pub(super) cache_keys: usize,
+    /// To reopen the writer after a panic lost it.
+    pub(super) store: Arc<dyn Store>,
+    /// Flips to true when the service shuts down.
+    pub(super) drain: watch::Receiver<bool>,
 }
 
-/// How often an idle worker checks its store: after a failed commit, a one-row write, so
-/// readiness turns green again when the fault (lock, full disk) is gone even if no publish
-/// arrives; otherwise a check that the database file is still there.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) struct PartitionWorker {
+    id: usize,
+    /// Jobs of this partition in acceptance order. Closed by the worker itself on drain.
+    queue: mpsc::Receiver<Job>,
+    writer: Box<dyn PartitionWriter>,
+    cache: DedupCache,
+    settings: WorkerSettings,
+    stats: Arc<PartitionStats>,
+    metrics: PartitionMetrics,
+}
 
 /// What the worker does next.
 enum Next {
     Job(Option<Job>),
     Drain,
-    Probe,
+    Check,
 }
 
 /// Marks the partition dead however the worker ends, a panic of the task included.
@@ -64,107 +70,169 @@ impl Drop for AliveGuard {
 }
 
 impl PartitionWorker {
-    pub(super) async fn run(mut self) {
+    /// Starts the worker of partition `id` on `writer`; returns the partition's sending side
+    /// and the worker task.
+    pub(super) fn spawn(
+        id: usize,
+        writer: Box<dyn PartitionWriter>,
+        settings: WorkerSettings,
+        metrics: PartitionMetrics,
+    ) -> (PartitionHandle, JoinHandle<()>) {
+        let stats = Arc::new(PartitionStats::new(writer.totals()));
+        let (jobs, queue) = mpsc::channel(settings.queue_capacity.max(1));
+        let handle = PartitionHandle {
+            id,
+            jobs,
+            capacity: Arc::new(Semaphore::new(settings.queue_capacity)),
+            queue_capacity: settings.queue_capacity,
+            queued_bytes: Arc::default(),
+            stats: stats.clone(),
+        };
+        let worker = Self {
+            id,
+            queue,
+            writer,
+            cache: DedupCache::new(settings.cache_keys),
+            settings,
+            stats,
+            metrics,
+        };
+        (handle, tokio::spawn(worker.run()))
+    }
+
+    async fn run(mut self) {
         let _alive = AliveGuard(self.stats.clone());
-        let mut batch = Batch::new(self.batch_max_events);
+        let mut batch = Batch::new(self.settings.batch_max_events);
         let mut draining = false;
-        let mut state = Some((self.store, self.cache));
-        let mut probe = tokio::time::interval(PROBE_INTERVAL);
-        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain = self.settings.drain.clone();
+        let mut check = tokio::time::interval(CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 job = self.queue.recv() => Next::Job(job),
-                _ = self.drain.wait_for(|drain| *drain), if !draining => Next::Drain,
-                _ = probe.tick() => Next::Probe,
+                _ = drain.wait_for(|drain| *drain), if !draining => Next::Drain,
+                _ = check.tick() => Next::Check,
             };
-            let first = match next {
-                Next::Job(job) => job,
+            match next {
+                Next::Job(None) => break,
+                Next::Job(Some(first)) => {
+                    let jobs = gather(
+                        &mut self.queue,
+                        &mut batch,
+                        first,
+                        self.settings.batch_linger,
+                    )
+                    .await;
+                    if !self.commit(jobs).await {
+                        if !self.recover().await {
+                            break;
+                        }
+                    } else if !self.stats.store_ok() {
+                        // Probe a full interval after the failure, not at once: an overdue tick
+                        // would fire immediately and flip readiness back before anyone saw it.
+                        check.reset();
+                    }
+                }
                 Next::Drain => {
                     // Refuse new jobs but keep receiving the ones already queued.
                     self.queue.close();
                     draining = true;
-                    continue;
                 }
-                Next::Probe if self.stats.store_ok() => {
-                    // Healthy: only check that the database is still there (a stat call).
-                    let (store, _) = state.as_ref().expect("state is put back after every use");
-                    if let Err(e) = store.check_present() {
-                        tracing::error!(partition = self.id, error = %e, "partition database lost; readiness is red");
-                        self.stats.set_store_ok(false);
-                    }
-                    continue;
-                }
-                Next::Probe => {
-                    let (mut store, cache) =
-                        state.take().expect("state is put back after every use");
-                    let (store, probed) = tokio::task::spawn_blocking(move || {
-                        let probed = store.probe();
-                        (store, probed)
-                    })
-                    .await
-                    .expect("the probe does not panic");
-                    match probed {
-                        Ok(()) => {
-                            tracing::info!(partition = self.id, "store writable again");
-                            self.stats.set_store_ok(true);
-                        }
-                        Err(e) => {
-                            tracing::warn!(partition = self.id, error = %e, "store still failing")
-                        }
-                    }
-                    state = Some((store, cache));
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
-            let jobs = gather(&mut self.queue, &mut batch, first, self.batch_linger).await;
-            let (store, cache) = state.take().expect("state is put back after every batch");
-            let metrics = self.metrics.clone();
-            let panic_on_topic = self.panic_on_topic.clone();
-            let committed = tokio::task::spawn_blocking(move || {
-                let mut store = store;
-                let mut cache = cache;
-                if let Some(topic) = panic_on_topic
-                    && jobs
-                        .iter()
-                        .flat_map(|j| &j.events)
-                        .any(|e| e.topic == topic)
-                {
-                    panic!("injected fault: --debug-panic-on-topic {topic}");
-                }
-                let result = process_batch(store.as_mut(), &mut cache, &jobs, &metrics);
-                (store, cache, jobs, result)
-            })
-            .await;
-            match committed {
-                Ok((store, cache, jobs, result)) => {
-                    answer(self.id, &self.stats, store.totals(), jobs, result);
-                    if !self.stats.store_ok() {
-                        // Probe a full interval after the failure, not at once: an overdue tick
-                        // would fire immediately and flip readiness back before anyone saw it.
-                        probe.reset();
-                    }
-                    state = Some((store, cache));
-                }
-                Err(e) => {
-                    // The store, the cache and the batch's jobs went down with the panic; those
-                    // requests see a dropped reply and answer 503 (nothing of the batch was
-                    // committed: its transaction died with its connection). Start afresh.
-                    tracing::error!(partition = self.id, error = %e, "partition worker panicked; reopening its store");
-                    match self.reopen.store.open_writer(self.id) {
-                        Ok(store) => {
-                            self.stats.publish_totals(store.totals());
-                            state = Some((store, DedupCache::new(self.reopen.cache_keys)));
-                        }
-                        Err(e) => {
-                            tracing::error!(partition = self.id, error = %e, "cannot reopen the store; partition stopped, readiness is red");
-                            break;
-                        }
-                    }
-                }
+                Next::Check => self.check().await,
             }
         }
         tracing::debug!(partition = self.id, "partition worker stopped");
+    }
+
+    /// Commits one batch and answers its jobs. Returns false if the writer panicked: the
+    /// batch's requests see a dropped reply and answer 503 (nothing of it was committed: its
+    /// transaction died with it), and the worker must [`recover`](Self::recover).
+    async fn commit(&mut self, jobs: Vec<Job>) -> bool {
+        let (batch, slots) = plan_batch(&mut self.cache, &jobs);
+        self.metrics
+            .batch_size
+            .record(jobs.iter().map(|j| j.events.len()).sum::<usize>() as f64);
+        let started = std::time::Instant::now();
+        let committed = AssertUnwindSafe(self.writer.commit_batch(&batch))
+            .catch_unwind()
+            .await;
+        self.metrics
+            .commit_duration
+            .record(started.elapsed().as_secs_f64());
+        match committed {
+            Ok(Ok(inserted)) => {
+                let outcomes = settle(&mut self.cache, &batch, &slots, &inserted, &jobs);
+                self.stats.publish_totals(self.writer.totals());
+                self.stats.set_store_ok(true);
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    // The requester may have gone away; its events are committed regardless.
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                true
+            }
+            Ok(Err(StoreError::WriterGone(path))) => {
+                tracing::error!(
+                    partition = self.id,
+                    path,
+                    "the writer stopped; reopening it"
+                );
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(partition = self.id, error = %e, "batch commit failed; nothing of it was stored");
+                self.stats.set_store_ok(false);
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(CommitFailed("the batch could not be committed".into())));
+                }
+                true
+            }
+            Err(_) => {
+                tracing::error!(
+                    partition = self.id,
+                    "partition writer panicked; reopening it"
+                );
+                false
+            }
+        }
+    }
+
+    /// The idle check: after a failed commit, a probe write (readiness turns green when the
+    /// fault is gone); otherwise only that the database is still there (a `stat`).
+    async fn check(&mut self) {
+        if self.stats.store_ok() {
+            if let Err(e) = self.writer.check_present() {
+                tracing::error!(partition = self.id, error = %e, "partition database lost; readiness is red");
+                self.stats.set_store_ok(false);
+            }
+            return;
+        }
+        match self.writer.probe().await {
+            Ok(()) => {
+                tracing::info!(partition = self.id, "store writable again");
+                self.stats.set_store_ok(true);
+            }
+            Err(e) => tracing::warn!(partition = self.id, error = %e, "store still failing"),
+        }
+    }
+
+    /// After a panic: a new writer and an empty cache (the old cache may hold keys of the
+    /// batch that never committed). Returns false if the store cannot be reopened: the
+    /// partition stops and readiness stays red.
+    async fn recover(&mut self) -> bool {
+        match self.settings.store.open_writer(self.id).await {
+            Ok(writer) => {
+                self.writer = writer;
+                self.cache = DedupCache::new(self.settings.cache_keys);
+                self.stats.publish_totals(self.writer.totals());
+                true
+            }
+            Err(e) => {
+                tracing::error!(partition = self.id, error = %e, "cannot reopen the store; partition stopped, readiness is red");
+                false
+            }
+        }
     }
 }
 
@@ -198,83 +266,58 @@ async fn gather(
     }
 }
 
-/// Runs on the blocking pool: cache check, one transaction, cache update.
-fn process_batch(
-    store: &mut dyn PartitionWriter,
-    cache: &mut DedupCache,
-    jobs: &[Job],
-    metrics: &PartitionMetrics,
-) -> Result<Vec<JobOutcome>, StoreError> {
-    let mut candidates = Vec::new();
-    // Per event in batch order: Some(index into candidates) or None for a cache hit.
+/// Per event of the batch, in order: its index among the store's candidates, or `None` when
+/// the front cache already knows it as a duplicate.
+type Slots = Vec<Option<usize>>;
+
+/// The store's part of a batch: every event the front cache does not know.
+fn plan_batch(cache: &mut DedupCache, jobs: &[Job]) -> (CommitBatch, Slots) {
+    let mut batch = CommitBatch::default();
     let mut slots = Vec::new();
-    for event in jobs.iter().flat_map(|job| &job.events) {
-        if cache.contains(&event.topic, &event.event_id) {
-            tracing::debug!(topic = %event.topic, event_id = %event.event_id, "duplicate dropped (cache)");
-            slots.push(None);
-        } else {
-            slots.push(Some(candidates.len()));
-            candidates.push(event);
+    let mut candidates = 0;
+    for job in jobs {
+        let known: Vec<bool> = job
+            .events
+            .iter()
+            .map(|e| cache.contains(&e.topic, &e.event_id))
+            .collect();
+        for &is_known in &known {
+            slots.push((!is_known).then(|| {
+                candidates += 1;
+                candidates - 1
+            }));
         }
+        batch.push(job.events.clone(), known.into_iter().map(|k| !k));
     }
-    let cached_duplicates = (slots.len() - candidates.len()) as u64;
-    let started = std::time::Instant::now();
-    let inserted = store.commit_batch(&candidates, cached_duplicates);
-    metrics
-        .commit_duration
-        .record(started.elapsed().as_secs_f64());
-    let inserted = inserted?;
-    metrics.batch_size.record(slots.len() as f64);
-    // Committed: every candidate's key is now in the database, new or not.
-    for event in &candidates {
+    (batch, slots)
+}
+
+/// After a commit: remembers the committed keys in the cache and counts each job's unique
+/// and duplicate events.
+fn settle(
+    cache: &mut DedupCache,
+    batch: &CommitBatch,
+    slots: &Slots,
+    inserted: &[bool],
+    jobs: &[Job],
+) -> Vec<JobOutcome> {
+    // Every candidate is now stored (new or not), so all are duplicates from here on.
+    for event in batch.candidates() {
         cache.insert(&event.topic, &event.event_id);
     }
-
-    let mut slots = slots.into_iter();
-    let outcomes = jobs
-        .iter()
+    let mut slots = slots.iter();
+    jobs.iter()
         .map(|job| {
             let mut outcome = JobOutcome::default();
             for (event, slot) in job.events.iter().zip(slots.by_ref()) {
                 if slot.is_some_and(|i| inserted[i]) {
                     outcome.unique += 1;
                 } else {
-                    if slot.is_some() {
-                        tracing::debug!(topic = %event.topic, event_id = %event.event_id, "duplicate dropped");
-                    }
+                    tracing::debug!(topic = %event.topic, event_id = %event.event_id, "duplicate dropped");
                     outcome.duplicate += 1;
                 }
             }
             outcome
         })
-        .collect();
-    Ok(outcomes)
-}
-
-fn answer(
-    partition: usize,
-    stats: &PartitionStats,
-    totals: Totals,
-    jobs: Vec<Job>,
-    result: Result<Vec<JobOutcome>, StoreError>,
-) {
-    match result {
-        Ok(outcomes) => {
-            stats.publish_totals(totals);
-            stats.set_store_ok(true);
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                // The requester may have gone away; its events are committed regardless.
-                let _ = job.reply.send(Ok(outcome));
-            }
-        }
-        Err(e) => {
-            tracing::error!(partition, error = %e, "batch commit failed; nothing of it was stored");
-            stats.set_store_ok(false);
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(CommitFailed("the batch could not be committed".into())));
-            }
-        }
-    }
+        .collect()
 }

@@ -6,7 +6,12 @@
 //!
 //! The pipeline above (router, queues, workers, batching, front cache, HTTP) is the same for
 //! both: a worker owns one [`PartitionWriter`] and hands it whole batches; HTTP handlers read
-//! through the [`Store`]. Both engines keep the same invariants in one transaction per batch:
+//! through the [`Store`].
+//!
+//! **Every method that does I/O is async, and the engine keeps its own blocking work off the
+//! runtime's threads**, so no caller has a rule to remember: SQLite reads hop to the blocking
+//! pool inside the engine, and each SQLite partition writer lives on a dedicated thread fed
+//! by a channel; PostgreSQL is async throughout. Both engines keep the same invariants in one transaction per batch:
 //! an event's (`topic`, `event_id`) is stored at most once, its topic's `seq` grows by one per
 //! new event in commit order, and the lifetime counters change with the events they count.
 
@@ -19,6 +24,7 @@ pub use sqlite::{DataDir, LayoutError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -164,18 +170,61 @@ pub(crate) fn merge_topic_pages(pages: Vec<Vec<TopicInfo>>, limit: usize) -> Vec
     all
 }
 
-/// An opened store. Every method blocks: call them from `spawn_blocking`.
+/// One commit's events: the jobs' shared event slices, and for each event (in order) whether
+/// it goes to the store (`false`: the front cache already knew it as a duplicate). Cheap to
+/// clone, so it can travel to a writer thread.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    parts: Vec<Arc<[Event]>>,
+    /// Per event of `parts`, flattened: a candidate for the store.
+    candidate: Vec<bool>,
+    cached_duplicates: u64,
+}
+
+impl CommitBatch {
+    /// Adds one job's events; `is_candidate` says, per event, whether the store must see it.
+    pub fn push(&mut self, events: Arc<[Event]>, is_candidate: impl IntoIterator<Item = bool>) {
+        for candidate in is_candidate {
+            self.candidate.push(candidate);
+            self.cached_duplicates += u64::from(!candidate);
+        }
+        self.parts.push(events);
+    }
+
+    /// The events the store must see, in batch order.
+    pub fn candidates(&self) -> Vec<&Event> {
+        self.events()
+            .filter_map(|(event, candidate)| candidate.then_some(event))
+            .collect()
+    }
+
+    /// Duplicates the front cache answered, counted as received with the commit.
+    pub fn cached_duplicates(&self) -> u64 {
+        self.cached_duplicates
+    }
+
+    /// Every event of the batch with whether it is a candidate, in order.
+    pub fn events(&self) -> impl Iterator<Item = (&Event, bool)> {
+        self.parts
+            .iter()
+            .flat_map(|part| part.iter())
+            .zip(self.candidate.iter().copied())
+    }
+}
+
+/// An opened store.
+#[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The pinned partition count (fixed at first start, see [`DataDir`]).
     fn partitions(&self) -> usize;
 
     /// The writer of `partition`, for its worker. Called at start and again after a worker
-    /// panic lost the previous one. Does no I/O for PostgreSQL (connections come per batch).
-    fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError>;
+    /// panic lost the previous one.
+    async fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError>;
 
     /// Events of `topic` (owned by `partition`) with `seq > after`, ascending, as many as
     /// `limit` allows.
-    fn topic_page(
+    async fn topic_page(
         &self,
         partition: usize,
         topic: &str,
@@ -185,7 +234,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Events of `partition` ordered by (`topic`, `seq`), after `after`, as many as `limit`
     /// allows.
-    fn page(
+    async fn page(
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
@@ -194,37 +243,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` topics after `after`, in byte order, with their counts (kept with the
     /// events, never counted by a scan).
-    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError>;
+    async fn topics_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TopicInfo>, StoreError>;
 
     /// How many topics exist.
-    fn topic_count(&self) -> Result<u64, StoreError>;
+    async fn topic_count(&self) -> Result<u64, StoreError>;
 
     /// Lifetime totals per partition as the store holds them now, when other processes may
     /// commit to it too. `None` when this process is the only writer, so the totals its own
     /// workers publish after each commit are already exact.
-    fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError>;
+    async fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError>;
 }
 
-/// The writing side of one partition, owned by its worker. Blocking.
+/// The writing side of one partition, owned by its worker.
+#[async_trait]
 pub trait PartitionWriter: Send {
     /// Lifetime totals of the partition as of this writer's last commit (or its opening).
     fn totals(&self) -> Totals;
 
-    /// Stores `candidates` in order in one transaction, giving each new event the next `seq`
-    /// of its topic, and adds to the lifetime counters: every candidate plus
-    /// `cached_duplicates` (duplicates the front cache answered) as received. Returns, per
-    /// candidate, whether it was new. On error nothing of the batch is stored — or, if the
-    /// connection was lost during COMMIT itself, the outcome is unknown and a retry reports
-    /// the events as duplicates; an `Ok` is only ever returned after a confirmed commit.
-    fn commit_batch(
-        &mut self,
-        candidates: &[&Event],
-        cached_duplicates: u64,
-    ) -> Result<Vec<bool>, StoreError>;
+    /// Stores the batch's candidates in order in one transaction, giving each new event the
+    /// next `seq` of its topic, and adds to the lifetime counters: every candidate plus the
+    /// duplicates the front cache answered, as received. Returns, per candidate, whether it
+    /// was new. On error nothing of the batch is stored — or, if the connection was lost
+    /// during COMMIT itself, the outcome is unknown and a retry reports the events as
+    /// duplicates; an `Ok` is only ever returned after a confirmed commit.
+    async fn commit_batch(&mut self, batch: &CommitBatch) -> Result<Vec<bool>, StoreError>;
 
     /// A small write in its own transaction: proves the store takes commits again after a
     /// failure.
-    fn probe(&mut self) -> Result<(), StoreError>;
+    async fn probe(&mut self) -> Result<(), StoreError>;
 
     /// Cheap check that the storage this writer commits to is still the one it opened (the
     /// SQLite file was not deleted or replaced). Checked before and after every commit, and
@@ -237,7 +287,13 @@ pub trait PartitionWriter: Send {
 /// Opens (creating or migrating) the store `options` names.
 pub async fn open(options: &OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
     match &options.location {
-        Location::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(options)?)),
+        Location::Sqlite => {
+            let options = options.clone();
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&options))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
         Location::Postgres(location) => {
             Ok(Arc::new(postgres::PgStore::open(location, options).await?))
         }
@@ -271,6 +327,10 @@ pub enum StoreError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("the writer of {0} stopped (a panic on its thread); it is reopened")]
+    WriterGone(String),
+    #[error("a store task failed: {0}")]
+    Task(String),
     #[error(
         "partition database {path} {reason}; commits refused until it is restored and the service restarted"
     )]

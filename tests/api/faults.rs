@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use uts_aggregator::ingest::partition_of;
 
 use crate::crash::check_after_restart;
+use crate::fault_store::PanicOnTopic;
 use crate::helpers::{BinaryApp, TestApp, event, start_fails};
 
 /// A topic other than `topic` that lives on the same partition (of 3).
@@ -37,7 +38,10 @@ async fn wait_ready(app: &TestApp, ready: bool) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_panic_answers_503_and_the_partition_keeps_working() {
-    let app = TestApp::spawn_with(|c| c.debug_panic_on_topic = Some("boom".into())).await;
+    let app = TestApp::builder()
+        .wrap_store(PanicOnTopic::wrap("boom"))
+        .spawn()
+        .await;
     let neighbour = neighbour_of("boom");
     app.publish_ok(&json!([
         event(&neighbour, "before-1"),

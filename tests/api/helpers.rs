@@ -7,10 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uts_aggregator::config::Config;
-use uts_aggregator::store::Location;
+
+use uts_aggregator::store::{Location, Store};
 
 use crate::pg::PgServer;
 
@@ -85,61 +87,134 @@ pub(crate) fn test_config() -> Config {
     config
 }
 
-impl TestApp {
-    pub(crate) async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
+/// Wraps the store a test app runs on (fault injection).
+pub(crate) type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
+
+/// A change a test makes to the default configuration.
+type ConfigAdjustment = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// How to start a [`TestApp`]: `TestApp::builder().backend(..).dir(..).config(|c| ..).spawn()`.
+#[derive(Default)]
+pub(crate) struct TestAppBuilder {
+    store: Option<Location>,
+    backend: Option<Backend>,
+    dir: Option<PathBuf>,
+    adjust: Vec<ConfigAdjustment>,
+    wrap: Option<StoreWrapper>,
+}
+
+impl TestAppBuilder {
+    /// A new store of `backend` (default: SQLite in the data dir).
+    pub(crate) fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
     }
 
-    pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_on_with(Backend::Sqlite, adjust).await
+    /// An existing store (a replica of another app's PostgreSQL store, or a restart).
+    pub(crate) fn store(mut self, store: Location) -> Self {
+        self.store = Some(store);
+        self
     }
 
-    /// A service on a new store of `backend`.
-    pub(crate) async fn spawn_on(backend: Backend) -> Self {
-        Self::spawn_on_with(backend, |_| {}).await
+    /// An existing data dir (default: a new temp dir the app keeps alive).
+    pub(crate) fn dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
     }
 
-    pub(crate) async fn spawn_on_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
-        let store = backend.new_store();
-        Self::spawn_on_store(store, adjust).await
+    /// Adjusts the configuration (applied after the test defaults, in order).
+    pub(crate) fn config(mut self, adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
     }
 
-    /// A service on `store` (a replica, when another app uses the same PostgreSQL store).
-    pub(crate) async fn spawn_on_store(store: Location, adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().to_path_buf();
-        let mut app = Self::spawn_in(&path, |config| {
-            config.store = store;
-            adjust(config);
-        })
-        .await;
-        app._dir = Some(dir);
-        app
+    /// Runs the service on `wrap(store)` instead of the store itself.
+    pub(crate) fn wrap_store(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send + 'static,
+    ) -> Self {
+        self.wrap = Some(Box::new(wrap));
+        self
     }
 
-    /// Starts a service on an existing data dir (a restart when one ran there before).
-    pub(crate) async fn spawn_in(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) async fn spawn(self) -> TestApp {
+        let (temp, data_dir) = match self.dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().expect("temp dir");
+                let path = temp.path().to_path_buf();
+                (Some(temp), path)
+            }
+        };
         let mut config = test_config();
-        config.data_dir = data_dir.to_path_buf();
-        adjust(&mut config);
-        let store = config.store.clone();
+        config.data_dir = data_dir.clone();
+        if let Some(store) = self.store {
+            config.store = store;
+        } else if let Some(backend) = self.backend {
+            config.store = backend.new_store();
+        }
+        for adjust in self.adjust {
+            adjust(&mut config);
+        }
+        let store_location = config.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(uts_aggregator::run(config, listener, async move {
+        let shutdown = async move {
             let _ = stopped.await;
-        }));
-        Self {
+        };
+        let server = match self.wrap {
+            None => tokio::spawn(uts_aggregator::run(config, listener, shutdown)),
+            Some(wrap) => {
+                let store = uts_aggregator::store::open(&config.open_options())
+                    .await
+                    .expect("open the store");
+                tokio::spawn(uts_aggregator::run_on(
+                    config,
+                    wrap(store),
+                    listener,
+                    shutdown,
+                ))
+            }
+        };
+        TestApp {
             address,
             client: reqwest::Client::new(),
-            _dir: None,
-            data_dir: data_dir.to_path_buf(),
-            store,
+            _dir: temp,
+            data_dir,
+            store: store_location,
             stop: Some(stop),
             server: Some(server),
         }
+    }
+}
+
+impl TestApp {
+    pub(crate) fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub(crate) async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        Self::builder().config(adjust).spawn().await
+    }
+
+    /// A service on a new store of `backend`.
+    pub(crate) async fn spawn_on(backend: Backend) -> Self {
+        Self::builder().backend(backend).spawn().await
+    }
+
+    /// A service on `store` (a replica, when another app uses the same PostgreSQL store).
+    pub(crate) async fn spawn_on_store(
+        store: Location,
+        adjust: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Self {
+        Self::builder().store(store).config(adjust).spawn().await
     }
 
     /// Triggers shutdown and waits for the drain to finish.
@@ -154,7 +229,7 @@ impl TestApp {
         let path = self.data_dir.clone();
         let store = self.store.clone();
         self.stop().await;
-        let mut app = Self::spawn_in(&path, |config| config.store = store).await;
+        let mut app = Self::builder().dir(&path).store(store).spawn().await;
         app._dir = dir;
         app
     }

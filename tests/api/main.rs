@@ -5,6 +5,7 @@ mod attacks;
 mod bad_input;
 mod concurrency;
 mod crash;
+mod fault_store;
 mod faults;
 mod helpers;
 mod hostile;

@@ -32,8 +32,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
 use super::{
@@ -110,17 +110,10 @@ impl fmt::Debug for PgLocation {
 #[derive(Debug)]
 struct Shared {
     pool: Pool,
-    /// The service's runtime: the blocking store calls drive their async queries on it.
-    runtime: Handle,
     label: String,
 }
 
 impl Shared {
-    /// Runs `query` to completion from a blocking thread.
-    fn block_on<T>(&self, query: impl Future<Output = T>) -> T {
-        self.runtime.block_on(query)
-    }
-
     fn error(&self, what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
         move |e| StoreError::Postgres {
             location: self.label.clone(),
@@ -194,7 +187,6 @@ impl PgStore {
             })?;
         let shared = Arc::new(Shared {
             pool,
-            runtime: Handle::current(),
             label: location.label.clone(),
         });
         let partitions = {
@@ -229,12 +221,13 @@ impl PgStore {
     }
 }
 
+#[async_trait]
 impl Store for PgStore {
     fn partitions(&self) -> usize {
         self.partitions
     }
 
-    fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
+    async fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
         Ok(Box::new(PgWriter::new(
             self.shared.clone(),
             partition,
@@ -242,44 +235,40 @@ impl Store for PgStore {
         )))
     }
 
-    fn topic_page(
+    async fn topic_page(
         &self,
         partition: usize,
         topic: &str,
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.shared.block_on(reader::topic_page(
-            &self.shared,
-            partition,
-            topic,
-            after,
-            limit,
-        ))
+        reader::topic_page(&self.shared, partition, topic, after, limit).await
     }
 
-    fn page(
+    async fn page(
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.shared
-            .block_on(reader::page(&self.shared, partition, after, limit))
+        reader::page(&self.shared, partition, after, limit).await
     }
 
-    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError> {
-        self.shared
-            .block_on(reader::topics_page(&self.shared, after, limit))
+    async fn topics_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TopicInfo>, StoreError> {
+        reader::topics_page(&self.shared, after, limit).await
     }
 
-    fn topic_count(&self) -> Result<u64, StoreError> {
-        self.shared.block_on(reader::topic_count(&self.shared))
+    async fn topic_count(&self) -> Result<u64, StoreError> {
+        reader::topic_count(&self.shared).await
     }
 
-    fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {
-        self.shared
-            .block_on(reader::totals(&self.shared, self.partitions))
+    async fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {
+        reader::totals(&self.shared, self.partitions)
+            .await
             .map(Some)
     }
 }

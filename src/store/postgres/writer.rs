@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use super::{Shared, count, pg_count, pg_int};
 use crate::event::Event;
-use crate::store::{PartitionWriter, StoreError, Totals};
+use crate::store::{CommitBatch, PartitionWriter, StoreError, Totals};
+use async_trait::async_trait;
 
 /// Counter slots per partition. A writer picks one at random: replicas collide rarely, and a
 /// collision only makes two commits queue on one row.
@@ -230,33 +231,25 @@ impl<'a> NewEvents<'a> {
     }
 }
 
+#[async_trait]
 impl PartitionWriter for PgWriter {
     fn totals(&self) -> Totals {
         self.totals
     }
 
-    fn commit_batch(
-        &mut self,
-        candidates: &[&Event],
-        cached_duplicates: u64,
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn commit_batch(&mut self, batch: &CommitBatch) -> Result<Vec<bool>, StoreError> {
         let (inserted, totals) = self
-            .shared
-            .block_on(self.commit(candidates, cached_duplicates))?;
+            .commit(&batch.candidates(), batch.cached_duplicates())
+            .await?;
         self.totals = totals;
         Ok(inserted)
     }
 
-    fn probe(&mut self) -> Result<(), StoreError> {
-        let shared = self.shared.clone();
-        shared.block_on(async {
-            let client = shared.client().await?;
-            client
-                .batch_execute(
-                    "BEGIN; UPDATE meta SET value = value WHERE key = 'partitions'; COMMIT;",
-                )
-                .await
-                .map_err(shared.error("probe"))
-        })
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        let client = self.shared.client().await?;
+        client
+            .batch_execute("BEGIN; UPDATE meta SET value = value WHERE key = 'partitions'; COMMIT;")
+            .await
+            .map_err(self.shared.error("probe"))
     }
 }

@@ -11,10 +11,15 @@ mod layout;
 mod reader;
 mod schema;
 mod writer;
+mod writer_thread;
 
 pub use layout::{DataDir, LayoutError};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use reader::PartitionReader;
 pub use writer::SqliteWriter;
+use writer_thread::ThreadedWriter;
 
 use super::{
     Durability, OpenOptions, PageLimit, PartitionWriter, Store, StoreError, StoredEvent, TopicInfo,
@@ -35,7 +40,8 @@ pub struct WriterOptions {
 pub struct SqliteStore {
     data_dir: DataDir,
     options: WriterOptions,
-    readers: Vec<PartitionReader>,
+    /// Shared with the blocking tasks that run the reads.
+    readers: Vec<Arc<PartitionReader>>,
 }
 
 impl SqliteStore {
@@ -61,7 +67,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         data_dir.record_identities(identities)?;
         let readers = (0..data_dir.partitions())
-            .map(|p| PartitionReader::new(&data_dir.partition_db(p)))
+            .map(|p| Arc::new(PartitionReader::new(&data_dir.partition_db(p))))
             .collect();
         Ok(Self {
             options: writer_options,
@@ -105,51 +111,76 @@ fn verify_database(data_dir: &DataDir, partition: usize) -> Result<(), LayoutErr
     }
 }
 
+/// Runs a blocking read on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     fn partitions(&self) -> usize {
         self.data_dir.partitions()
     }
 
-    fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
+    async fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
         // Also on a reopen after a worker panic: the file must still be the recorded one.
         verify_database(&self.data_dir, partition)?;
-        let writer = SqliteWriter::open(&self.data_dir.partition_db(partition), &self.options)?;
-        Ok(Box::new(writer))
+        let path = self.data_dir.partition_db(partition);
+        let options = self.options;
+        let writer = blocking(move || SqliteWriter::open(&path, &options)).await?;
+        Ok(Box::new(ThreadedWriter::spawn(writer, partition)?))
     }
 
-    fn topic_page(
+    async fn topic_page(
         &self,
         partition: usize,
         topic: &str,
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.readers[partition].topic_page(topic, after, limit)
+        let reader = self.readers[partition].clone();
+        let topic = topic.to_owned();
+        blocking(move || reader.topic_page(&topic, after, limit)).await
     }
 
-    fn page(
+    async fn page(
         &self,
         partition: usize,
         after: Option<(&str, i64)>,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.readers[partition].page(after, limit)
+        let reader = self.readers[partition].clone();
+        let after = after.map(|(topic, seq)| (topic.to_owned(), seq));
+        blocking(move || reader.page(after.as_ref().map(|(t, s)| (t.as_str(), *s)), limit)).await
     }
 
-    fn topics_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<TopicInfo>, StoreError> {
-        let pages = self
-            .readers
-            .iter()
-            .map(|reader| reader.topics_page(after, limit))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(merge_topic_pages(pages, limit))
+    async fn topics_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TopicInfo>, StoreError> {
+        let readers = self.readers.clone();
+        let after = after.map(str::to_owned);
+        blocking(move || {
+            let pages = readers
+                .iter()
+                .map(|reader| reader.topics_page(after.as_deref(), limit))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(merge_topic_pages(pages, limit))
+        })
+        .await
     }
 
-    fn topic_count(&self) -> Result<u64, StoreError> {
-        self.readers.iter().map(PartitionReader::topic_count).sum()
+    async fn topic_count(&self) -> Result<u64, StoreError> {
+        let readers = self.readers.clone();
+        blocking(move || readers.iter().map(|r| r.topic_count()).sum()).await
     }
 
-    fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {
+    async fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {
         Ok(None)
     }
 }

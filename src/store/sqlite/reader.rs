@@ -13,8 +13,8 @@ use crate::store::{PageLimit, StoreError, StoredEvent, TopicInfo};
 /// that are closed afterwards.
 const MAX_IDLE_CONNECTIONS: usize = 4;
 
-/// Read access to one partition database. Cheap to share; blocking, so call it from
-/// `spawn_blocking`.
+/// Read access to one partition database. Cheap to share; blocking: the store runs it on the
+/// blocking pool.
 #[derive(Debug)]
 pub(super) struct PartitionReader {
     path: PathBuf,

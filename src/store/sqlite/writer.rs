@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
-use crate::store::{PartitionWriter, StoreError, Totals};
+use crate::store::{StoreError, Totals};
 
 const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic, event_id) DO NOTHING";
@@ -25,16 +25,17 @@ const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
 const READ_COUNTERS: &str =
     "SELECT received, unique_processed, duplicate_dropped FROM counters WHERE id = 0";
 
-/// The only writing connection of one partition database. Owned by its partition worker.
+/// The only writing connection of one partition database. Blocking: the service runs it on
+/// its own thread (`writer_thread`); benchmarks and tools call it directly.
 #[derive(Debug)]
 pub struct SqliteWriter {
     conn: Connection,
     path: String,
     /// The identity recorded inside the database (and in the data dir's manifest).
     identity: String,
-    /// Device and inode of the file this connection opened: if the path stops naming that
-    /// file (deleted, replaced), commits are refused instead of going into an unlinked file.
-    file_id: (u64, u64),
+    /// The file this connection opened: if the path stops naming it (deleted, replaced),
+    /// commits are refused instead of going into an unlinked file.
+    presence: FilePresence,
     /// Lifetime totals as of the last commit; equal to the `counters` row.
     totals: Totals,
     checkpointer: Checkpointer,
@@ -61,7 +62,7 @@ impl SqliteWriter {
             });
         }
         let identity = schema::identity(&conn).map_err(sqlite)?;
-        let file_id = file_id(path).map_err(|source| StoreError::Io {
+        let presence = FilePresence::new(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
             source,
         })?;
@@ -74,7 +75,7 @@ impl SqliteWriter {
             conn,
             path: path_str,
             identity,
-            file_id,
+            presence,
             totals,
             checkpointer,
             commits_since_size_check: 0,
@@ -84,6 +85,19 @@ impl SqliteWriter {
     /// The identity recorded inside the database.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Lifetime totals as of the last commit (or the opening).
+    pub fn totals_now(&self) -> Totals {
+        self.totals
+    }
+
+    pub(super) fn presence(&self) -> FilePresence {
+        self.presence.clone()
     }
 
     /// Hands the checkpoint to the background thread, and every so often enforces the WAL
@@ -108,25 +122,14 @@ impl SqliteWriter {
     }
 }
 
-impl PartitionWriter for SqliteWriter {
-    fn totals(&self) -> Totals {
-        self.totals
+impl SqliteWriter {
+    /// Refused unless the path still names the file this writer opened.
+    pub fn check_present(&self) -> Result<(), StoreError> {
+        self.presence.check()
     }
 
-    fn check_present(&self) -> Result<(), StoreError> {
-        let lost = |reason: String| StoreError::PartitionLost {
-            path: self.path.clone(),
-            reason,
-        };
-        match file_id(Path::new(&self.path)) {
-            Ok(id) if id == self.file_id => Ok(()),
-            Ok(_) => Err(lost("was replaced by another file".into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(lost("was deleted".into())),
-            Err(e) => Err(lost(format!("cannot be checked: {e}"))),
-        }
-    }
-
-    fn commit_batch(
+    /// Stores `candidates` in one transaction (see `PartitionWriter::commit_batch`).
+    pub fn commit_batch(
         &mut self,
         candidates: &[&Event],
         cached_duplicates: u64,
@@ -205,7 +208,8 @@ impl PartitionWriter for SqliteWriter {
         Ok(inserted)
     }
 
-    fn probe(&mut self) -> Result<(), StoreError> {
+    /// A small write in its own transaction (see `PartitionWriter::probe`).
+    pub fn probe(&mut self) -> Result<(), StoreError> {
         self.check_present()?;
         self.conn
             .execute_batch(
@@ -219,6 +223,36 @@ impl PartitionWriter for SqliteWriter {
                     source,
                 }
             })
+    }
+}
+
+/// A database file as its writer opened it: the path, and the device and inode it named.
+#[derive(Debug, Clone)]
+pub(super) struct FilePresence {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl FilePresence {
+    fn new(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            path: path.into(),
+            id: file_id(path)?,
+        })
+    }
+
+    /// Ok while the path names the same file (one `stat`).
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        let lost = |reason: String| StoreError::PartitionLost {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.id => Ok(()),
+            Ok(_) => Err(lost("was replaced by another file".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(lost("was deleted".into())),
+            Err(e) => Err(lost(format!("cannot be checked: {e}"))),
+        }
     }
 }
 
