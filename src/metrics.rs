@@ -28,6 +28,7 @@ pub const COMMIT_DURATION: &str = "aggregator_commit_duration_seconds";
 pub const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
 pub const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
 pub const UPTIME: &str = "aggregator_uptime_seconds";
+pub const BUILD_INFO: &str = "aggregator_build_info";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -59,6 +60,9 @@ pub struct Metrics {
     requests: Arc<DashMap<(&'static str, u16), Counter, ahash::RandomState>>,
     /// Per partition id: its queue-depth and up gauges, set from each snapshot at render.
     partition_gauges: Arc<DashMap<usize, (Gauge, Gauge), ahash::RandomState>>,
+    /// The standard `process_*` series (RSS, CPU seconds, open fds, start time, threads),
+    /// read from `/proc` at each render.
+    process: Arc<metrics_process::Collector>,
 }
 
 /// The metrics one partition worker records.
@@ -93,6 +97,13 @@ impl Metrics {
         let recorder = Arc::new(builder.build_recorder());
         let handle = recorder.handle();
         describe(&recorder);
+        let process = Arc::new(metrics_process::Collector::default());
+        metrics::with_local_recorder(recorder.as_ref(), || process.describe());
+        let build_info = Key::from_parts(
+            BUILD_INFO,
+            vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+        );
+        recorder.register_gauge(&build_info, &metadata()).set(1.0);
         let counter = |name: &'static str| {
             recorder.register_counter(&Key::from_static_name(name), &metadata())
         };
@@ -106,6 +117,7 @@ impl Metrics {
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
             requests: Arc::default(),
             partition_gauges: Arc::default(),
+            process,
             recorder,
             handle,
         }
@@ -169,6 +181,7 @@ impl Metrics {
         self.duplicate.absolute(snapshot.totals.duplicate_dropped);
         self.rejected.absolute(snapshot.rejected);
         self.uptime.set(snapshot.uptime_seconds);
+        metrics::with_local_recorder(self.recorder.as_ref(), || self.process.collect());
         self.handle.render()
     }
 }
@@ -213,6 +226,11 @@ fn describe(recorder: &PrometheusRecorder) {
         PARTITION_UP.into(),
         None,
         "1 when the partition's worker runs and its last commit succeeded.".into(),
+    );
+    recorder.describe_gauge(
+        BUILD_INFO.into(),
+        None,
+        "Always 1; the label carries this build's version.".into(),
     );
     recorder.describe_gauge(
         UPTIME.into(),

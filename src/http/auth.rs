@@ -1,31 +1,48 @@
-//! The optional bearer tokens and their scopes. Compared in constant time so a token cannot be
-//! guessed byte by byte from response timing; held in [`Secret`], whose `Debug` never shows it,
-//! so a token cannot reach a log line by accident.
+//! The optional bearer tokens and their scopes. Compared in constant time (`subtle`) so a
+//! token cannot be guessed byte by byte from response timing; held in [`Secret`] (a
+//! `secrecy::SecretString`, zeroed when dropped), whose `Debug` never shows it, so a token
+//! cannot reach a log line by accident.
 //!
 //! Each token has scopes: `publish` (`POST /publish`) and `read` (`/events`, `/topics`,
 //! `/stats`). A missing or unknown token gets 401, a known token without the scope 403.
 
 use axum::http::{HeaderMap, header};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 
-/// A token; `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A token; `Debug` and `Display` print `[redacted]`. A newtype over `SecretString` so the
+/// settings can be cloned and parsed by clap.
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
 
     fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
+        self.0.expose_secret().as_bytes()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.expose_secret().is_empty()
     }
 }
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Self::new(self.0.expose_secret())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.expose(), other.expose())
+    }
+}
+
+impl Eq for Secret {}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,12 +158,7 @@ pub(super) fn authorize(
 
 /// Time depends only on the lengths, never on where the bytes differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..len {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -168,11 +168,23 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Routes are labelled by a fixed list so a scanner probing random paths cannot create new
-/// series; everything else is `other`.
-const ROUTES: [&str; 7] = [
-    "/publish", "/events", "/topics", "/stats", "/metrics", "/healthz", "/readyz",
-];
+/// The route label of a request: the route it matched (axum's `MatchedPath`, so the label
+/// list cannot drift from the router), or `other` (a scanner probing random paths cannot create
+/// new series). Each route's label is interned once; there are as many as routes.
+fn route_label(request: &Request) -> &'static str {
+    static LABELS: std::sync::OnceLock<dashmap::DashMap<String, &'static str>> =
+        std::sync::OnceLock::new();
+    let Some(matched) = request.extensions().get::<MatchedPath>() else {
+        return "other";
+    };
+    let labels = LABELS.get_or_init(Default::default);
+    if let Some(label) = labels.get(matched.as_str()) {
+        return *label;
+    }
+    *labels
+        .entry(matched.as_str().to_string())
+        .or_insert_with(|| Box::leak(matched.as_str().to_string().into_boxed_str()))
+}
 
 /// Counts every request by route and status, and times publishes.
 async fn track_requests(
@@ -180,11 +192,7 @@ async fn track_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = ROUTES
-        .iter()
-        .copied()
-        .find(|r| *r == request.uri().path())
-        .unwrap_or("other");
+    let route = route_label(&request);
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     if route == "/publish" {

@@ -14,6 +14,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
@@ -99,7 +100,12 @@ async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), Ap
                 (bytes.len() + 1) as f64 / limits.min_upload_bytes_per_sec.max(1) as f64,
             );
         let deadline = whole_deadline.min(rate_deadline);
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        // A frame already there (a small body arrives with its headers) needs no timer.
+        let next = match body.frame().now_or_never() {
+            Some(frame) => Ok(frame),
+            None => tokio::time::timeout_at(deadline, body.frame()).await,
+        };
+        let frame = match next {
             Err(_) if deadline == whole_deadline => return Err(ApiError::RequestTimeout),
             Err(_) => {
                 return Err(ApiError::UploadTooSlow {

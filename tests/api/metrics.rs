@@ -51,6 +51,11 @@ async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
         "aggregator_uptime_seconds",
         "aggregator_http_requests_total{route=\"/publish\",status=\"422\"}",
         "# HELP aggregator_events_received_total",
+        "aggregator_build_info{version=",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
@@ -69,6 +74,13 @@ async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
     }
     assert_eq!(samples["aggregator_events_received_total"], 3.0);
     assert_eq!(samples["aggregator_events_rejected_total"], 1.0);
+    assert!(samples["process_resident_memory_bytes"] > 1e6);
+    assert!(samples["process_open_fds"] >= 3.0);
+    // Unmatched paths share one label: a scanner cannot create series.
+    assert_eq!(app.get("/no/such/path").await.status(), 404);
+    let (text, _) = scrape(&app).await;
+    assert!(text.contains("route=\"other\",status=\"404\""), "{text}");
+    assert!(!text.contains("/no/such/path"));
     app.stop().await;
 }
 }

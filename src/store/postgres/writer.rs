@@ -134,26 +134,14 @@ impl PgWriter {
             }
         }
 
-        let mut new = NewEvents::default();
-        let mut inserted = Vec::with_capacity(candidates.len());
-        for event in candidates {
-            let key = (event.topic.as_bytes(), event.event_id.as_bytes());
-            // `insert` is false for a stored key or a repeat within the batch.
-            let is_new = stored.insert(key);
-            if is_new {
-                let seq = last_seq.entry(key.0).or_insert(0);
-                *seq += 1;
-                new.push(event, *seq);
-            }
-            inserted.push(is_new);
-        }
-        let unique = new.seq.len() as u64;
-        let delta = Totals {
-            received: candidates.len() as u64 + cached_duplicates,
-            unique_processed: unique,
-            duplicate_dropped: candidates.len() as u64 - unique + cached_duplicates,
-        };
-        let (advanced_topics, advanced_seqs) = new.advanced(&last_seq);
+        let Planned {
+            new,
+            inserted,
+            delta,
+            advanced_topics,
+            advanced_seqs,
+        } = plan_write(candidates, cached_duplicates, stored, last_seq);
+        let unique = delta.unique_processed;
         let row = tx
             .query_one(
                 WRITE,
@@ -194,6 +182,55 @@ impl PgWriter {
         };
         tx.commit().await.map_err(shared.error("commit"))?;
         Ok((inserted, totals))
+    }
+}
+
+/// What one batch writes, decided from what the locked rows say (no I/O).
+struct Planned<'a> {
+    new: NewEvents<'a>,
+    /// Per candidate: stored by this batch.
+    inserted: Vec<bool>,
+    delta: Totals,
+    advanced_topics: Vec<&'a [u8]>,
+    advanced_seqs: Vec<i64>,
+}
+
+/// The pure step of a commit: given the keys already stored and each locked topic's last
+/// `seq`, which candidates are new (a stored key or a repeat within the batch is not), the
+/// `seq` each new one gets (one more than its topic's last, in batch order), the counters'
+/// change, and each advanced topic's new last `seq`.
+fn plan_write<'a>(
+    candidates: &[&'a Event],
+    cached_duplicates: u64,
+    mut stored: HashSet<(&'a [u8], &'a [u8]), ahash::RandomState>,
+    mut last_seq: HashMap<&'a [u8], i64, ahash::RandomState>,
+) -> Planned<'a> {
+    let mut new = NewEvents::default();
+    let mut inserted = Vec::with_capacity(candidates.len());
+    for event in candidates {
+        let key = (event.topic.as_bytes(), event.event_id.as_bytes());
+        // `insert` is false for a stored key or a repeat within the batch.
+        let is_new = stored.insert(key);
+        if is_new {
+            let seq = last_seq.entry(key.0).or_insert(0);
+            *seq += 1;
+            new.push(event, *seq);
+        }
+        inserted.push(is_new);
+    }
+    let unique = new.seq.len() as u64;
+    let delta = Totals {
+        received: candidates.len() as u64 + cached_duplicates,
+        unique_processed: unique,
+        duplicate_dropped: candidates.len() as u64 - unique + cached_duplicates,
+    };
+    let (advanced_topics, advanced_seqs) = new.advanced(&last_seq);
+    Planned {
+        new,
+        inserted,
+        delta,
+        advanced_topics,
+        advanced_seqs,
     }
 }
 
@@ -251,5 +288,53 @@ impl PartitionWriter for PgWriter {
             .batch_execute("BEGIN; UPDATE meta SET value = value WHERE key = 'partitions'; COMMIT;")
             .await
             .map_err(self.shared.error("probe"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn event(topic: &str, id: &str) -> Event {
+        Event {
+            topic: topic.into(),
+            event_id: id.into(),
+            timestamp: "2025-10-24T00:00:00Z".into(),
+            source: String::new(),
+            payload: RawValue::from_string("{}".into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_plan_numbers_new_events_per_topic_and_skips_stored_keys_and_repeats() {
+        let events = [
+            event("a", "1"),
+            event("b", "1"),
+            event("a", "2"),
+            event("a", "1"),
+            event("a", "old"),
+            event("c", "1"),
+        ];
+        let candidates: Vec<&Event> = events.iter().collect();
+        let mut stored = HashSet::default();
+        stored.insert((&b"a"[..], &b"old"[..]));
+        let mut last_seq = HashMap::default();
+        last_seq.insert(&b"a"[..], 7);
+        last_seq.insert(&b"b"[..], 0);
+        last_seq.insert(&b"c"[..], 3);
+        let plan = plan_write(&candidates, 2, stored, last_seq);
+        assert_eq!(plan.inserted, [true, true, true, false, false, true]);
+        assert_eq!(plan.new.seq, [8, 1, 9, 4], "a: 8, 9 after 7; b: 1; c: 4");
+        assert_eq!(
+            plan.delta,
+            Totals {
+                received: 8,
+                unique_processed: 4,
+                duplicate_dropped: 4
+            }
+        );
+        assert_eq!(plan.advanced_topics, [&b"a"[..], b"b", b"c"]);
+        assert_eq!(plan.advanced_seqs, [9, 1, 4]);
     }
 }
