@@ -149,6 +149,11 @@ pub struct Config {
     #[arg(long, env = "AGG_SQLITE_CACHE_MIB", default_value_t = DEFAULT_SQLITE_CACHE_MIB)]
     pub sqlite_cache_mib: u64,
 
+    /// One `info` line per request (target `access`: method, route, status, latency, request
+    /// id); `--access-log false` turns it off.
+    #[arg(long, env = "AGG_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -360,6 +365,7 @@ impl Config {
             enqueue_timeout: Duration::from_millis(self.enqueue_timeout_ms),
             min_upload_bytes_per_sec: self.min_upload_bytes_per_sec,
             max_page_bytes: self.max_page_bytes,
+            access_log: self.access_log,
         }
     }
 

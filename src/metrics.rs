@@ -29,6 +29,7 @@ pub const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
 pub const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
 pub const UPTIME: &str = "aggregator_uptime_seconds";
 pub const BUILD_INFO: &str = "aggregator_build_info";
+pub const HANDLER_PANICS: &str = "aggregator_http_handler_panics_total";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -52,6 +53,7 @@ pub struct Metrics {
     unique: Counter,
     duplicate: Counter,
     rejected: Counter,
+    handler_panics: Counter,
     uptime: Gauge,
     publish_duration: Histogram,
     /// `aggregator_http_requests_total` handles by (route, status), registered on first use.
@@ -112,6 +114,7 @@ impl Metrics {
             unique: counter(UNIQUE),
             duplicate: counter(DUPLICATE),
             rejected: counter(REJECTED),
+            handler_panics: counter(HANDLER_PANICS),
             uptime: recorder.register_gauge(&Key::from_static_name(UPTIME), &metadata()),
             publish_duration: recorder
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
@@ -144,6 +147,10 @@ impl Metrics {
                 .recorder
                 .register_histogram(&key(COMMIT_DURATION), &metadata()),
         }
+    }
+
+    pub fn record_handler_panic(&self) {
+        self.handler_panics.increment(1);
     }
 
     pub fn record_publish(&self, elapsed: Duration) {
@@ -212,6 +219,10 @@ fn describe(recorder: &PrometheusRecorder) {
     describe_counter(
         REJECTED,
         "Events refused by validation (422) since this process started.",
+    );
+    describe_counter(
+        HANDLER_PANICS,
+        "Request handlers that panicked (each answered 500).",
     );
     describe_counter(
         HTTP_REQUESTS,

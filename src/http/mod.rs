@@ -21,6 +21,8 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::budget::MemoryBudget;
 use crate::ingest::Ingest;
@@ -47,6 +49,8 @@ pub struct HttpLimits {
     pub min_upload_bytes_per_sec: u64,
     /// Byte bound of one `/events` page (JSON), beside its event count.
     pub max_page_bytes: usize,
+    /// One `info` line per request (method, route, status, latency, request id).
+    pub access_log: bool,
 }
 
 /// Memory budgets of the HTTP layer, in bytes.
@@ -135,6 +139,7 @@ fn read_failed(e: crate::store::StoreError) -> ApiError {
 
 /// The whole API, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/publish", post(publish::publish))
         .route("/events", get(events::list))
@@ -145,10 +150,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // Innermost first: a panic becomes a 500 that track_requests counts and logs, and
+        // the request id is set before either sees the request.
+        .layer(CatchPanicLayer::custom(
+            move |panic: Box<dyn std::any::Any + Send>| answer_panic(&metrics, panic.as_ref()),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             track_requests,
         ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
@@ -193,13 +205,46 @@ async fn track_requests(
     next: Next,
 ) -> Response {
     let route = route_label(&request);
+    let method = request.method().clone();
+    let request_id = request.headers().get(REQUEST_ID).cloned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
     if route == "/publish" {
-        state.metrics.record_publish(started.elapsed());
+        state.metrics.record_publish(elapsed);
     }
-    state
-        .metrics
-        .record_request(route, response.status().as_u16());
+    let status = response.status().as_u16();
+    state.metrics.record_request(route, status);
+    if state.limits.access_log {
+        let request_id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            target: "access",
+            %method,
+            route,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id,
+            "request"
+        );
+    }
     response
+}
+
+/// The request id header: set (a UUID) when the client sent none, echoed in the reply.
+const REQUEST_ID: &str = "x-request-id";
+
+/// A panicking handler: logged, counted, answered with the generic JSON 500 (hyper would
+/// otherwise drop the connection without a reply).
+fn answer_panic(metrics: &Metrics, panic: &(dyn std::any::Any + Send)) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "a request handler panicked");
+    metrics.record_handler_panic();
+    ApiError::Internal.into_response()
 }

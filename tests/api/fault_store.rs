@@ -1,6 +1,7 @@
 //! Fault injection as a wrapper around a real store, passed in by tests (never a flag of the
 //! binary): [`PanicOnTopic`] makes the partition writer panic while committing a batch that
-//! holds an event of one topic; everything else goes to the wrapped store.
+//! holds an event of one topic, and a read of that topic's events panic in the handler;
+//! everything else goes to the wrapped store.
 
 use std::sync::Arc;
 
@@ -69,6 +70,9 @@ impl Store for PanicOnTopic {
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        if topic == self.topic {
+            panic!("injected fault: a read of topic {topic}");
+        }
         self.inner.topic_page(partition, topic, after, limit).await
     }
 

@@ -200,3 +200,61 @@ async fn an_unwritable_data_dir_at_start_fails_with_the_file_named() {
     assert!(text.contains("partition-000.db"), "names the file: {text}");
     assert!(text.contains("I/O error"), "names the cause: {text}");
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_a_json_500_and_is_counted() {
+    let app = TestApp::builder()
+        .wrap_store(PanicOnTopic::wrap("boom"))
+        .spawn()
+        .await;
+    let response = app.get("/events?topic=boom").await;
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "internal error");
+    // The connection and the service carry on.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("aggregator_http_handler_panics_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("route=\"/events\",status=\"500\""));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_an_id_and_an_access_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = BinaryApp::start(dir.path());
+    let client = reqwest::Client::new();
+    let given = client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42", "propagated");
+    let made = client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = app.log.lock().unwrap().iter().any(|line| {
+            let line: Value = serde_json::from_str(line).unwrap_or_default();
+            line["target"] == "access"
+                && line["fields"]["request_id"] == "trace-me-42"
+                && line["fields"]["route"] == "/healthz"
+                && line["fields"]["status"] == 200
+                && line["fields"]["method"] == "GET"
+        });
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access log line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

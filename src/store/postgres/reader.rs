@@ -42,8 +42,12 @@ async fn bounded_page(
     limit: PageLimit,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let client = shared.client().await?;
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(shared.error("prepare"))?;
     let rows = client
-        .query_raw(sql, params.iter().copied())
+        .query_raw(&statement, params.iter().copied())
         .await
         .map_err(shared.error("read events"))?;
     pin_mut!(rows);

@@ -100,8 +100,12 @@ impl PgWriter {
             let mut topics: Vec<&[u8]> = candidates.iter().map(|e| e.topic.as_bytes()).collect();
             topics.sort_unstable();
             topics.dedup();
+            let lock_topics = tx
+                .prepare_cached(LOCK_TOPICS)
+                .await
+                .map_err(shared.error("prepare"))?;
             for row in tx
-                .query(LOCK_TOPICS, &[&topics, &self.partition])
+                .query(&lock_topics, &[&topics, &self.partition])
                 .await
                 .map_err(shared.error("lock topics"))?
             {
@@ -121,8 +125,12 @@ impl PgWriter {
                     key_ids.push(key.1);
                 }
             }
+            let stored_keys = tx
+                .prepare_cached(STORED_KEYS)
+                .await
+                .map_err(shared.error("prepare"))?;
             for row in tx
-                .query(STORED_KEYS, &[&key_topics, &key_ids])
+                .query(&stored_keys, &[&key_topics, &key_ids])
                 .await
                 .map_err(shared.error("find stored keys"))?
             {
@@ -142,9 +150,15 @@ impl PgWriter {
             advanced_seqs,
         } = plan_write(candidates, cached_duplicates, stored, last_seq);
         let unique = delta.unique_processed;
+        // Prepared once per connection (deadpool caches it): a commit costs BEGIN, lock, find
+        // stored keys, write, COMMIT, with no extra parse round trip per statement.
+        let write = tx
+            .prepare_cached(WRITE)
+            .await
+            .map_err(shared.error("prepare"))?;
         let row = tx
             .query_one(
-                WRITE,
+                &write,
                 &[
                     &self.partition,
                     &self.slot,
