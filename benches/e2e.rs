@@ -3,13 +3,16 @@
 //!     cargo bench --bench e2e            # full run (about 5 minutes, plus a one-off 10M prefill)
 //!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
 //!     E2E_ROWS=scale cargo bench --bench e2e  # only rows 9: SQLite vs PostgreSQL, 1-3 replicas
-//!     E2E_ROWS=core cargo bench --bench e2e   # only rows 1, 2, 3a, 3b, 6, 7 (~2 min)
+//!     E2E_ROWS=core cargo bench --bench e2e   # only rows 1, 2, 3a, 3b, 3q, 6, 7 (~3 min)
 //!     E2E_COMPARE_BIN=/path/to/other/uts-aggregator E2E_ROWS=core cargo bench --bench e2e
 //!         # rows 2, 3b, 6 also against another build, in the same run (before/after)
 //!
 //! The service under test is the release binary, started as a child process per scenario on a
-//! fresh data dir; the client is `uts-aggregator publish`'s library in this process.
+//! fresh data dir; the client is `uts-aggregator publish`'s library in this process. Every row
+//! is one entry of [`scenarios`] (what it measures, how it is judged, which `E2E_ROWS` run it),
+//! run in order by one loop; targets are judged only at full scale.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,311 +41,712 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let scaled = |n: f64| ((n * scale).round() as usize).max(1000);
-    let history_events = scaled(10_000_000.0);
-    let single_secs = (20.0 * scale).max(3.0);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let work = tempfile::tempdir().expect("temp dir");
-    let mut table = Table::default();
+    let selection = std::env::var("E2E_ROWS").unwrap_or_else(|_| "all".into());
+    let compare = std::env::var("E2E_COMPARE_BIN").ok().map(PathBuf::from);
     println!(
-        "uts-aggregator end-to-end benchmark (scale {scale}) on {}",
+        "uts-aggregator end-to-end benchmark (scale {scale}, rows {selection}) on {}",
         machine()
     );
-    // Rows 9, run last (or alone with E2E_ROWS=scale).
-    let scale_rows = |table: &mut Table| {
-        scale_out_rows(table, &runtime, work.path(), &scaled, single_secs / 2.0)
+    let mut bench = Bench {
+        runtime: tokio::runtime::Runtime::new().expect("tokio runtime"),
+        work: tempfile::tempdir().expect("temp dir"),
+        scale,
+        figures: HashMap::new(),
+        rss_kib: HashMap::new(),
+        p99: HashMap::new(),
+        table: Table::default(),
+        plans: Plans::new(scale),
     };
-    if std::env::var("E2E_ROWS").is_ok_and(|rows| rows == "scale") {
-        scale_rows(&mut table);
-        return table.print();
+    for scenario in scenarios(compare.as_deref()) {
+        if scenario.groups.contains(&selection.as_str()) {
+            bench.run(&scenario);
+        }
     }
-    // Only the rows that track the core ingest path (before/after comparisons of a change).
-    let all_rows = !std::env::var("E2E_ROWS").is_ok_and(|rows| rows == "core");
+    bench.table.print();
+}
 
-    // 1. Ceiling: the batch-ingest rows straight into one partition database.
-    let batch_spec = spec(scaled(1_000_000.0), 0.2, 500, 100);
-    let batch_plan = Arc::new(Plan::build(&batch_spec));
-    let ceiling = sqlite_ceiling(&batch_plan, &work.path().join("ceiling.db"));
-    table.row(
-        "1 SQLite ceiling (1 writer, batches of 2000, no HTTP/JSON)",
-        ceiling,
-        "events/s",
-        None,
-    );
+/// The request plans the rows share, built once, before any clock starts.
+struct Plans {
+    batch: Arc<Plan>,
+    single: Arc<Plan>,
+    storm: Arc<Plan>,
+    flood: Arc<Plan>,
+    history: Arc<Plan>,
+    history_storm: Arc<Plan>,
+    scale_batch: Arc<Plan>,
+    scale_single: Arc<Plan>,
+    history_events: usize,
+    single_secs: f64,
+}
 
-    // 2 + 7. Batch ingest and the service's peak RSS during it.
-    let (batch, batch_rss) = runtime.block_on(scenario(
-        &work.path().join("batch"),
-        &[],
-        &batch_plan,
-        load(500, 8, None, None),
-    ));
-    table.row(
-        "2 batch ingest: 20% dup, 100 topics, batch 500, 8 conns",
-        batch.events_per_second,
-        "events/s",
-        Some((ceiling, 0.8, "of 1")),
-    );
-    table.check(&batch);
-    if all_rows {
-        let (batch_power, _) = runtime.block_on(scenario(
-            &work.path().join("batch-power"),
-            &["--durability", "power"],
-            &batch_plan,
-            load(500, 8, None, None),
-        ));
-        table.row(
-            "2p batch ingest as 2, --durability power (fsync per commit)",
-            batch_power.events_per_second,
-            "events/s",
-            Some((batch.events_per_second, 0.0, "of 2")),
-        );
-        table.check(&batch_power);
+impl Plans {
+    fn new(scale: f64) -> Self {
+        let scaled = |n: f64| ((n * scale).round() as usize).max(1000);
+        let batch_spec = spec(scaled(1_000_000.0), 0.2, 500, 100);
+        let plan = |spec: &PlanSpec| Arc::new(Plan::build(spec));
+        Self {
+            batch: plan(&batch_spec),
+            single: plan(&spec(scaled(2_000_000.0), 0.2, 1, 100)),
+            storm: plan(&spec(scaled(1_000_000.0), 0.9, 500, 100)),
+            flood: plan(&spec(scaled(400_000.0), 0.2, 1000, 100)),
+            history: plan(&PlanSpec {
+                id_prefix: "history".into(),
+                ..batch_spec
+            }),
+            history_storm: plan(&PlanSpec {
+                id_prefix: "history-storm".into(),
+                ..spec(scaled(1_000_000.0), 0.9, 500, 100)
+            }),
+            scale_batch: plan(&spec(scaled(300_000.0), 0.2, 500, 100)),
+            scale_single: plan(&spec(scaled(1_000_000.0), 0.2, 1, 100)),
+            history_events: scaled(10_000_000.0),
+            single_secs: (20.0 * scale).max(3.0),
+        }
+    }
+}
+
+/// What a row measures.
+#[derive(Clone, Copy)]
+enum Figure {
+    EventsPerSecond,
+    RequestsPerSecond,
+    LatencyP50,
+    LatencyP99,
+    /// The share of attempts answered 503 (all retried), in %.
+    RefusedShare,
+}
+
+impl Figure {
+    fn of(self, report: &Report) -> f64 {
+        match self {
+            Self::EventsPerSecond => report.events_per_second,
+            Self::RequestsPerSecond => report.requests_per_second,
+            Self::LatencyP50 => report.latency_ms.p50,
+            Self::LatencyP99 => report.latency_ms.p99,
+            Self::RefusedShare => {
+                let attempts: u64 = report.statuses.values().sum();
+                let refused = report.statuses.get("503").copied().unwrap_or(0);
+                100.0 * refused as f64 / attempts.max(1) as f64
+            }
+        }
     }
 
-    // 3. Single-event ingest next to the HTTP ceiling.
-    let single_plan = Arc::new(Plan::build(&spec(scaled(2_000_000.0), 0.2, 1, 100)));
-    let http_ceiling = runtime.block_on(null_scenario(
-        &single_plan,
-        load(1, 64, Some(single_secs), None),
-    ));
-    table.row(
-        "3a HTTP ceiling: no-op axum route, 1 event/request, 64 conns",
-        http_ceiling.requests_per_second,
-        "req/s",
-        None,
-    );
-    let (single, _) = runtime.block_on(scenario(
-        &work.path().join("single"),
-        &[],
-        &single_plan,
-        load(1, 64, Some(single_secs), None),
-    ));
-    table.row(
-        "3b single-event ingest, 64 conns",
-        single.requests_per_second,
-        "req/s",
-        Some((http_ceiling.requests_per_second, 0.5, "of 3a")),
-    );
-    table.check(&single);
-    if all_rows {
-        let (single_power, _) = runtime.block_on(scenario(
-            &work.path().join("single-power"),
-            &["--durability", "power"],
-            &single_plan,
-            load(1, 64, Some(single_secs), None),
-        ));
-        table.row(
-            "3p single-event ingest as 3b, --durability power",
-            single_power.requests_per_second,
-            "req/s",
-            Some((single.requests_per_second, 0.0, "of 3b")),
-        );
-        table.check(&single_power);
+    fn unit(self) -> &'static str {
+        match self {
+            Self::EventsPerSecond => "events/s",
+            Self::RequestsPerSecond => "req/s",
+            Self::LatencyP50 | Self::LatencyP99 => "ms",
+            Self::RefusedShare => "%",
+        }
+    }
+}
 
-        // 4. Duplicate storm: 90% re-sends of recent events, cache on and off.
-        let storm_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.9, 500, 100)));
-        let (storm_off, _) = runtime.block_on(scenario(
-            &work.path().join("storm-off"),
-            &["--cache-keys", "0"],
-            &storm_plan,
-            load(500, 8, None, None),
-        ));
-        table.row(
-            "4a duplicate storm (90% dup), cache off",
-            storm_off.events_per_second,
-            "events/s",
-            None,
-        );
-        table.check(&storm_off);
-        let (storm_on, _) = runtime.block_on(scenario(
-            &work.path().join("storm-on"),
-            &[],
-            &storm_plan,
-            load(500, 8, None, None),
-        ));
-        table.row(
-            "4b duplicate storm (90% dup), cache on",
-            storm_on.events_per_second,
-            "events/s",
-            Some((storm_off.events_per_second, 2.0, "of 4a")),
-        );
-        table.check(&storm_on);
+/// Which request plan a load sends.
+#[derive(Clone, Copy)]
+enum PlanKind {
+    Batch,
+    Single,
+    Storm,
+    Flood,
+    History,
+    HistoryStorm,
+    ScaleBatch,
+    ScaleSingle,
+}
 
-        // 5. History: the batch-ingest load into a store already holding `history_events` events
-        // with interleaving random ids. Every run below gets its own copy of the prefilled store.
-        let history_dir = prefilled_store(history_events, "history");
-        let history_plan = Arc::new(Plan::build(&PlanSpec {
-            id_prefix: "history".into(),
-            ..batch_spec.clone()
-        }));
-        let on_history = |name: &str, extra: &[&str], plan: &Arc<Plan>| {
-            let copy = work.path().join(name);
-            copy_dir(&history_dir, &copy);
-            let result = runtime.block_on(scenario(&copy, extra, plan, load(500, 8, None, None)));
-            let _ = std::fs::remove_dir_all(&copy);
-            result
-        };
-        let (history, _) = on_history("history", &[], &history_plan);
-        table.row(
-            &format!("5a batch ingest into a store holding {history_events} events"),
-            history.events_per_second,
-            "events/s",
-            Some((batch.events_per_second, 0.8, "of 2")),
-        );
-        table.check(&history);
-        let (history_big_cache, history_big_rss) = on_history(
-            "history-cache",
-            &["--sqlite-cache-mib", "1024"],
-            &history_plan,
-        );
-        table.row(
-            &format!(
-                "5b same, --sqlite-cache-mib 1024 (peak RSS {:.0} MiB)",
-                history_big_rss as f64 / 1024.0
+/// How a row gets its number.
+enum Measure {
+    /// The batch rows straight into one partition file, no HTTP.
+    SqliteCeiling,
+    /// The load against the no-op axum server.
+    NullServer { plan: PlanKind, load: LoadShape },
+    /// The load against the service on a fresh data dir (or a copy of the prefilled store),
+    /// started with `flags`, by `binary` (default: this build).
+    Service {
+        plan: PlanKind,
+        load: LoadShape,
+        flags: &'static [&'static str],
+        history: bool,
+        binary: Option<PathBuf>,
+        figure: Figure,
+    },
+    /// `replicas` replicas of `binary` (default: this build) on one fresh PostgreSQL database.
+    Replicas {
+        plan: PlanKind,
+        load: LoadShape,
+        replicas: usize,
+        figure: Figure,
+        binary: Option<PathBuf>,
+    },
+    /// The peak RSS (MiB) of the service during an earlier row.
+    PeakRssOf(&'static str),
+    /// The latency p99 (ms) of an earlier row's load.
+    P99Of(&'static str),
+}
+
+/// A load's shape: events per request, connections, duration, open-loop rate.
+#[derive(Clone, Copy)]
+struct LoadShape {
+    batch: usize,
+    connections: usize,
+    timed: bool,
+    /// Open loop at this fraction of row 3b's single-event maximum.
+    rate_of_3b: Option<f64>,
+}
+
+const CLOSED_BATCH: LoadShape = LoadShape {
+    batch: 500,
+    connections: 8,
+    timed: false,
+    rate_of_3b: None,
+};
+const CLOSED_SINGLE: LoadShape = LoadShape {
+    batch: 1,
+    connections: 64,
+    timed: true,
+    rate_of_3b: None,
+};
+const HALF_LOAD: LoadShape = LoadShape {
+    batch: 1,
+    connections: 64,
+    timed: true,
+    rate_of_3b: Some(0.5),
+};
+const FLOOD: LoadShape = LoadShape {
+    batch: 1000,
+    connections: 256,
+    timed: false,
+    rate_of_3b: None,
+};
+
+/// How a row is judged.
+enum Target {
+    None,
+    /// Show the ratio to another row.
+    Ratio(&'static str),
+    /// At least `factor` × another row.
+    AtLeast(&'static str, f64),
+    /// At most this value (in the row's unit).
+    AtMost(f64),
+    /// At most this value, judged only if row 8a shows the load did overload.
+    AtMostIfOverloaded(f64),
+}
+
+/// One row: its id, name, which selections (`E2E_ROWS`) run it, how it is measured and judged.
+struct Scenario {
+    id: &'static str,
+    name: String,
+    groups: &'static [&'static str],
+    measure: Measure,
+    target: Target,
+}
+
+fn row(
+    id: &'static str,
+    name: &str,
+    groups: &'static [&'static str],
+    measure: Measure,
+    target: Target,
+) -> Scenario {
+    Scenario {
+        id,
+        name: name.into(),
+        groups,
+        measure,
+        target,
+    }
+}
+
+fn service(
+    plan: PlanKind,
+    load: LoadShape,
+    flags: &'static [&'static str],
+    figure: Figure,
+) -> Measure {
+    Measure::Service {
+        plan,
+        load,
+        flags,
+        history: false,
+        binary: None,
+        figure,
+    }
+}
+
+fn on_history(plan: PlanKind, flags: &'static [&'static str]) -> Measure {
+    Measure::Service {
+        plan,
+        load: CLOSED_BATCH,
+        flags,
+        history: true,
+        binary: None,
+        figure: Figure::EventsPerSecond,
+    }
+}
+
+/// Every row, in the order they run and print. Later rows may refer to earlier ones.
+fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
+    use Figure::*;
+    use PlanKind::*;
+    const ALL: &[&str] = &["all"];
+    const CORE: &[&str] = &["all", "core"];
+    const SCALE: &[&str] = &["all", "scale"];
+    let mut rows = vec![
+        row(
+            "1",
+            "SQLite ceiling (1 writer, batches of 2000, no HTTP/JSON)",
+            CORE,
+            Measure::SqliteCeiling,
+            Target::None,
+        ),
+        row(
+            "2",
+            "batch ingest: 20% dup, 100 topics, batch 500, 8 conns",
+            CORE,
+            service(Batch, CLOSED_BATCH, &[], EventsPerSecond),
+            Target::AtLeast("1", 0.8),
+        ),
+        row(
+            "2p",
+            "batch ingest as 2, --durability power (fsync per commit)",
+            ALL,
+            service(
+                Batch,
+                CLOSED_BATCH,
+                &["--durability", "power"],
+                EventsPerSecond,
             ),
-            history_big_cache.events_per_second,
-            "events/s",
-            Some((batch.events_per_second, 0.8, "of 2")),
-        );
-        table.check(&history_big_cache);
-
-        // 4c/4d. The duplicate storm where the cache has work to do: on the large store, the
-        // index pages of recent keys no longer all fit SQLite's page cache.
-        let history_storm = Arc::new(Plan::build(&PlanSpec {
-            id_prefix: "history-storm".into(),
-            ..spec(scaled(1_000_000.0), 0.9, 500, 100)
-        }));
-        let (big_storm_off, _) =
-            on_history("storm-big-off", &["--cache-keys", "0"], &history_storm);
-        table.row(
-            &format!("4c duplicate storm on the {history_events}-event store, cache off"),
-            big_storm_off.events_per_second,
-            "events/s",
-            None,
-        );
-        table.check(&big_storm_off);
-        let (big_storm_on, _) = on_history("storm-big-on", &[], &history_storm);
-        table.row(
-            &format!("4d duplicate storm on the {history_events}-event store, cache on"),
-            big_storm_on.events_per_second,
-            "events/s",
-            Some((big_storm_off.events_per_second, 2.0, "of 4c")),
-        );
-        table.check(&big_storm_on);
-    }
-
-    // 6. Latency at half the single-event maximum.
-    let rate = single.requests_per_second * 0.5;
-    let latency_plan = Arc::new(Plan::build(&spec(
-        (rate * single_secs * 1.1) as usize + 1000,
-        0.2,
-        1,
-        100,
-    )));
-    let (latency, _) = runtime.block_on(scenario(
-        &work.path().join("latency"),
-        &[],
-        &latency_plan,
-        load(1, 64, Some(single_secs), Some(rate)),
-    ));
-    table.row(
-        &format!("6a latency p50 at {rate:.0} events/s (50% of 3b)"),
-        latency.latency_ms.p50,
-        "ms",
-        None,
-    );
-    table.row(
-        "6b latency p99 at the same rate",
-        latency.latency_ms.p99,
-        "ms",
-        Some((10.0, 1.0, "≤ 10 ms")),
-    );
-    table.check(&latency);
-
-    // Before/after in one run: the same loads against another build of the service.
-    if let Ok(other) = std::env::var("E2E_COMPARE_BIN") {
-        let other_scenario = |name: &str, plan: &Arc<Plan>, args: PublishArgs| {
-            let command = serve_command_of(Path::new(&other), &work.path().join(name), &[]);
-            runtime.block_on(scenario_on(vec![command], plan, args)).0
+            Target::Ratio("2"),
+        ),
+        row(
+            "3a",
+            "HTTP ceiling: no-op axum route, 1 event/request, 64 conns",
+            CORE,
+            Measure::NullServer {
+                plan: Single,
+                load: CLOSED_SINGLE,
+            },
+            Target::None,
+        ),
+        row(
+            "3b",
+            "single-event ingest, 64 conns",
+            CORE,
+            service(Single, CLOSED_SINGLE, &[], RequestsPerSecond),
+            Target::AtLeast("3a", 0.5),
+        ),
+        row(
+            "3q",
+            "single-event ingest as 3b, --access-log false",
+            CORE,
+            service(
+                Single,
+                CLOSED_SINGLE,
+                &["--access-log", "false"],
+                RequestsPerSecond,
+            ),
+            Target::Ratio("3b"),
+        ),
+        row(
+            "3p",
+            "single-event ingest as 3b, --durability power",
+            ALL,
+            service(
+                Single,
+                CLOSED_SINGLE,
+                &["--durability", "power"],
+                RequestsPerSecond,
+            ),
+            Target::Ratio("3b"),
+        ),
+        row(
+            "4a",
+            "duplicate storm (90% dup), cache off",
+            ALL,
+            service(Storm, CLOSED_BATCH, &["--cache-keys", "0"], EventsPerSecond),
+            Target::None,
+        ),
+        row(
+            "4b",
+            "duplicate storm (90% dup), cache on",
+            ALL,
+            service(Storm, CLOSED_BATCH, &[], EventsPerSecond),
+            Target::AtLeast("4a", 2.0),
+        ),
+        row(
+            "5a",
+            "batch ingest into the prefilled history store",
+            ALL,
+            on_history(History, &[]),
+            Target::AtLeast("2", 0.8),
+        ),
+        row(
+            "5b",
+            "same, --sqlite-cache-mib 1024",
+            ALL,
+            on_history(History, &["--sqlite-cache-mib", "1024"]),
+            Target::AtLeast("2", 0.8),
+        ),
+        row(
+            "5r",
+            "peak RSS of the service during 5b",
+            ALL,
+            Measure::PeakRssOf("5b"),
+            Target::None,
+        ),
+        row(
+            "4c",
+            "duplicate storm on the history store, cache off",
+            ALL,
+            on_history(HistoryStorm, &["--cache-keys", "0"]),
+            Target::None,
+        ),
+        row(
+            "4d",
+            "duplicate storm on the history store, cache on",
+            ALL,
+            on_history(HistoryStorm, &[]),
+            Target::AtLeast("4c", 2.0),
+        ),
+        row(
+            "6a",
+            "latency p50, open loop at 50% of 3b",
+            CORE,
+            service(Single, HALF_LOAD, &[], LatencyP50),
+            Target::None,
+        ),
+        row(
+            "6b",
+            "latency p99 at the same rate",
+            CORE,
+            Measure::P99Of("6a"),
+            Target::AtMost(10.0),
+        ),
+        row(
+            "7",
+            "peak RSS of the service during 2",
+            CORE,
+            Measure::PeakRssOf("2"),
+            Target::AtMost(150.0),
+        ),
+        row(
+            "8a",
+            "overload flood (queue 2000, one job per commit, 256 conns x 1000-event batches): attempts answered 503, all retried",
+            ALL,
+            service(
+                Flood,
+                FLOOD,
+                &[
+                    "--queue-capacity",
+                    "2000",
+                    "--batch-max-events",
+                    "1",
+                    "--enqueue-timeout-ms",
+                    "10",
+                ],
+                RefusedShare,
+            ),
+            Target::None,
+        ),
+        row(
+            "8b",
+            "overload flood: peak RSS of the service",
+            ALL,
+            Measure::PeakRssOf("8a"),
+            Target::AtMostIfOverloaded(150.0),
+        ),
+    ];
+    if let Some(other) = compare {
+        let versus = |id: &'static str, name: &str, plan, load, figure, of| {
+            row(
+                id,
+                name,
+                CORE,
+                Measure::Service {
+                    plan,
+                    load,
+                    flags: &[],
+                    history: false,
+                    binary: Some(other.to_path_buf()),
+                    figure,
+                },
+                Target::Ratio(of),
+            )
         };
-        let other_batch = other_scenario("batch-other", &batch_plan, load(500, 8, None, None));
-        table.row(
-            "2c batch ingest as 2, E2E_COMPARE_BIN",
-            other_batch.events_per_second,
-            "events/s",
-            Some((batch.events_per_second, 0.0, "of 2")),
-        );
-        table.check(&other_batch);
-        let other_single = other_scenario(
-            "single-other",
-            &single_plan,
-            load(1, 64, Some(single_secs), None),
-        );
-        table.row(
-            "3bc single-event ingest as 3b, E2E_COMPARE_BIN",
-            other_single.requests_per_second,
-            "req/s",
-            Some((single.requests_per_second, 0.0, "of 3b")),
-        );
-        table.check(&other_single);
-        let other_latency = other_scenario(
-            "latency-other",
-            &latency_plan,
-            load(1, 64, Some(single_secs), Some(rate)),
-        );
-        table.row(
-            "6c latency p99 as 6b, E2E_COMPARE_BIN",
-            other_latency.latency_ms.p99,
-            "ms",
-            Some((latency.latency_ms.p99, 0.0, "of 6b")),
-        );
-        table.check(&other_latency);
-    }
-
-    // 7. Memory.
-    table.row(
-        "7 peak RSS of the service during 2",
-        batch_rss as f64 / 1024.0,
-        "MiB",
-        Some((150.0, 1.0, "≤ 150 MiB")),
-    );
-    if all_rows {
-        // 8. Overload: small queues and one job per commit (a slow disk); a flood of 256
-        // connections sending 1000-event batches. The client retries every 503.
-        let flood_plan = Arc::new(Plan::build(&spec(scaled(400_000.0), 0.2, 1000, 100)));
-        let (flood, flood_rss) = runtime.block_on(scenario(
-            &work.path().join("flood"),
-            &[
-                "--queue-capacity",
-                "2000",
-                "--batch-max-events",
-                "1",
-                "--enqueue-timeout-ms",
-                "10",
-            ],
-            &flood_plan,
-            load(1000, 256, None, None),
+        rows.push(versus(
+            "2c",
+            "batch ingest as 2, E2E_COMPARE_BIN",
+            Batch,
+            CLOSED_BATCH,
+            EventsPerSecond,
+            "2",
         ));
-        let attempts: u64 = flood.statuses.values().sum();
-        let refused = flood.statuses.get("503").copied().unwrap_or(0);
-        table.row(
-            &format!("8a overload flood: share of {attempts} attempts answered 503 (all retried)"),
-            100.0 * refused as f64 / attempts.max(1) as f64,
-            "%",
-            None,
-        );
-        table.row(
-            "8b overload flood: peak RSS of the service",
-            flood_rss as f64 / 1024.0,
-            "MiB",
-            Some((150.0, 1.0, "≤ 150 MiB")),
-        );
-        table.check(&flood);
-
-        scale_rows(&mut table);
+        rows.push(versus(
+            "3bc",
+            "single-event ingest as 3b, E2E_COMPARE_BIN",
+            Single,
+            CLOSED_SINGLE,
+            RequestsPerSecond,
+            "3b",
+        ));
+        rows.push(versus(
+            "6bc",
+            "latency p99 as 6b, E2E_COMPARE_BIN",
+            Single,
+            HALF_LOAD,
+            LatencyP99,
+            "6b",
+        ));
     }
-    table.print();
+    for (plan, load, figure, what) in [
+        (
+            ScaleBatch,
+            CLOSED_BATCH,
+            EventsPerSecond,
+            ("9a", "batch 500, 8 conns"),
+        ),
+        (
+            ScaleSingle,
+            LoadShape {
+                timed: true,
+                ..CLOSED_SINGLE
+            },
+            RequestsPerSecond,
+            ("9b", "1 event/request, 64 conns"),
+        ),
+    ] {
+        let (prefix, name) = what;
+        let id: &'static str = Box::leak(format!("{prefix}s").into_boxed_str());
+        rows.push(row(
+            id,
+            &format!("{name}: SQLite, 1 node"),
+            SCALE,
+            service(plan, load, &[], figure),
+            Target::None,
+        ));
+        for replicas in 1..=3 {
+            let replica_id: &'static str =
+                Box::leak(format!("{prefix}p{replicas}").into_boxed_str());
+            rows.push(row(
+                replica_id,
+                &format!("{name}: PostgreSQL, {replicas} replica(s)"),
+                SCALE,
+                Measure::Replicas {
+                    plan,
+                    load,
+                    replicas,
+                    figure,
+                    binary: None,
+                },
+                Target::Ratio(id),
+            ));
+            if let Some(other) = compare {
+                let other_id: &'static str = Box::leak(format!("{replica_id}c").into_boxed_str());
+                rows.push(row(
+                    other_id,
+                    &format!("{name}: PostgreSQL, {replicas} replica(s), E2E_COMPARE_BIN"),
+                    SCALE,
+                    Measure::Replicas {
+                        plan,
+                        load,
+                        replicas,
+                        figure,
+                        binary: Some(other.to_path_buf()),
+                    },
+                    Target::Ratio(replica_id),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// The run's state: every figure so far (rows refer to earlier rows), and the table.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    work: tempfile::TempDir,
+    scale: f64,
+    figures: HashMap<&'static str, f64>,
+    rss_kib: HashMap<&'static str, u64>,
+    p99: HashMap<&'static str, f64>,
+    table: Table,
+    plans: Plans,
+}
+
+impl Bench {
+    fn plan(&self, kind: PlanKind) -> Arc<Plan> {
+        match kind {
+            PlanKind::Batch => &self.plans.batch,
+            PlanKind::Single => &self.plans.single,
+            PlanKind::Storm => &self.plans.storm,
+            PlanKind::Flood => &self.plans.flood,
+            PlanKind::History => &self.plans.history,
+            PlanKind::HistoryStorm => &self.plans.history_storm,
+            PlanKind::ScaleBatch => &self.plans.scale_batch,
+            PlanKind::ScaleSingle => &self.plans.scale_single,
+        }
+        .clone()
+    }
+
+    fn args(&self, shape: LoadShape, kind: PlanKind) -> PublishArgs {
+        let secs = match kind {
+            PlanKind::ScaleSingle => self.plans.single_secs / 2.0,
+            _ => self.plans.single_secs,
+        };
+        let rate = shape
+            .rate_of_3b
+            .map(|share| self.figures.get("3b").copied().unwrap_or(1000.0) * share);
+        load(
+            shape.batch,
+            shape.connections,
+            shape.timed.then_some(secs),
+            rate,
+        )
+    }
+
+    fn run(&mut self, scenario: &Scenario) {
+        let value = match &scenario.measure {
+            Measure::SqliteCeiling => {
+                sqlite_ceiling(&self.plans.batch, &self.work.path().join("ceiling.db"))
+            }
+            Measure::NullServer { plan, load } => {
+                let args = self.args(*load, *plan);
+                self.runtime
+                    .block_on(null_scenario(&self.plan(*plan), args))
+                    .requests_per_second
+            }
+            Measure::Service {
+                plan,
+                load,
+                flags,
+                history,
+                binary,
+                figure,
+            } => {
+                let dir = self.work.path().join(scenario.id);
+                if *history {
+                    copy_dir(&prefilled_store(self.plans.history_events, "history"), &dir);
+                }
+                let program = binary
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")));
+                let args = self.args(*load, *plan);
+                let plan = match args.rate {
+                    // An open-loop plan sized for its duration at its rate.
+                    Some(rate) => Arc::new(Plan::build(&spec(
+                        (rate * self.plans.single_secs * 1.1) as usize + 1000,
+                        0.2,
+                        1,
+                        100,
+                    ))),
+                    None => self.plan(*plan),
+                };
+                let command = serve_command_of(&program, &dir, flags);
+                let (report, rss) = self
+                    .runtime
+                    .block_on(scenario_on(vec![command], &plan, args));
+                let _ = std::fs::remove_dir_all(&dir);
+                self.record(scenario.id, &report, rss);
+                figure.of(&report)
+            }
+            Measure::Replicas {
+                plan,
+                load,
+                replicas,
+                figure,
+                binary,
+            } => {
+                let program = binary
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")));
+                let Some(server) = pg::private("e2e rows 9 (scale-out)") else {
+                    return;
+                };
+                let url = server.create_database();
+                let commands = (0..*replicas)
+                    .map(|r| {
+                        let dir = self.work.path().join(format!("{}-{r}", scenario.id));
+                        serve_command_of(&program, &dir, &["--store", &url])
+                    })
+                    .collect();
+                let args = self.args(*load, *plan);
+                let (report, rss) =
+                    self.runtime
+                        .block_on(scenario_on(commands, &self.plan(*plan), args));
+                self.record(scenario.id, &report, rss);
+                figure.of(&report)
+            }
+            Measure::PeakRssOf(row) => self.rss_kib.get(row).copied().unwrap_or(0) as f64 / 1024.0,
+            Measure::P99Of(row) => self.p99.get(row).copied().unwrap_or(f64::NAN),
+        };
+        self.figures.insert(scenario.id, value);
+        let unit = match &scenario.measure {
+            Measure::SqliteCeiling => "events/s",
+            Measure::NullServer { .. } => "req/s",
+            Measure::Service { figure, .. } | Measure::Replicas { figure, .. } => figure.unit(),
+            Measure::PeakRssOf(_) => "MiB",
+            Measure::P99Of(_) => "ms",
+        };
+        let verdict = self.judge(&scenario.target, value);
+        self.table.row(
+            &format!("{} {}", scenario.id, scenario.name),
+            value,
+            unit,
+            verdict,
+        );
+    }
+
+    /// Keeps a load's figures for later rows and its check for the summary.
+    fn record(&mut self, id: &'static str, report: &Report, rss_kib: u64) {
+        self.rss_kib.insert(id, rss_kib);
+        self.p99.insert(id, report.latency_ms.p99);
+        self.table.check(report);
+    }
+
+    fn judge(&self, target: &Target, value: f64) -> String {
+        let full_scale = self.scale >= 1.0;
+        let verdict = |met: bool| {
+            if !full_scale {
+                "n/a at this scale"
+            } else if met {
+                "met"
+            } else {
+                "MISSED"
+            }
+        };
+        match target {
+            Target::None => String::new(),
+            Target::Ratio(of) => match self.figures.get(of) {
+                Some(reference) => format!("{}× of {of}", sig3(value / reference)),
+                None => String::new(),
+            },
+            Target::AtLeast(of, factor) => match self.figures.get(of) {
+                Some(reference) => format!(
+                    "{}× of {of} (target ≥ {factor}×): {}",
+                    sig3(value / reference),
+                    verdict(value / reference >= *factor)
+                ),
+                None => format!("target ≥ {factor}× of {of}: n/a ({of} not run)"),
+            },
+            Target::AtMost(limit) => format!("≤ {limit}: {}", verdict(value <= *limit)),
+            Target::AtMostIfOverloaded(limit) => match self.figures.get("8a") {
+                Some(share) if *share > 0.0 => format!("≤ {limit}: {}", verdict(value <= *limit)),
+                _ => "n/a: the flood did not overload (no 503)".into(),
+            },
+        }
+    }
+}
+
+/// `value` rounded to 3 significant digits (45137 -> 45100, 0.012345 -> 0.0123).
+fn sig3(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    let step = 10f64.powi(magnitude - 2);
+    let rounded = (value / step).round() * step;
+    let decimals = (2 - magnitude).max(0) as usize;
+    format!("{rounded:.decimals$}")
 }
 
 fn spec(count: usize, dup_ratio: f64, batch_size: usize, topics: usize) -> PlanSpec {
@@ -477,16 +881,8 @@ fn history_event(topic: String, event_id: String) -> Event {
     }
 }
 
-/// The release binary serving on an ephemeral port with its data in `data_dir`.
-fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
-    serve_command_of(
-        Path::new(env!("CARGO_BIN_EXE_uts-aggregator")),
-        data_dir,
-        extra,
-    )
-}
-
-/// `program` (a build of the service) serving as [`serve_command`] describes.
+/// `program` (a build of the service) serving on an ephemeral port with its data in
+/// `data_dir`, logging JSON.
 fn serve_command_of(program: &Path, data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(program);
     command
@@ -495,17 +891,6 @@ fn serve_command_of(program: &Path, data_dir: &Path, extra: &[&str]) -> Command 
         .arg(data_dir)
         .args(extra);
     command
-}
-
-/// Runs `plan` against a fresh service on `data_dir`; returns the report and the service's
-/// peak RSS in KiB.
-async fn scenario(
-    data_dir: &Path,
-    extra: &[&str],
-    plan: &Arc<Plan>,
-    args: PublishArgs,
-) -> (Report, u64) {
-    scenario_on(vec![serve_command(data_dir, extra)], plan, args).await
 }
 
 /// Runs `plan` against the servers `commands` start (replicas of one store when several),
@@ -524,73 +909,6 @@ async fn scenario_on(
         let _ = child.wait();
     }
     (report, rss)
-}
-
-/// Rows 9: the batch and single-event loads on SQLite, then on one local PostgreSQL (a
-/// throwaway cluster, as in the tests) with 1, 2 and 3 replicas sharing it. Skipped, with the
-/// reason printed, when PostgreSQL is not installed.
-fn scale_out_rows(
-    table: &mut Table,
-    runtime: &tokio::runtime::Runtime,
-    work: &Path,
-    scaled: &dyn Fn(f64) -> usize,
-    single_secs: f64,
-) {
-    let Some(server) = pg::private("e2e rows 9 (scale-out)") else {
-        return;
-    };
-    let batch_plan = Arc::new(Plan::build(&spec(scaled(300_000.0), 0.2, 500, 100)));
-    let single_plan = Arc::new(Plan::build(&spec(scaled(1_000_000.0), 0.2, 1, 100)));
-    let loads = [
-        (
-            "batch 500, 8 conns",
-            &batch_plan,
-            load(500, 8, None, None),
-            "events/s",
-        ),
-        (
-            "1 event/request, 64 conns",
-            &single_plan,
-            load(1, 64, Some(single_secs), None),
-            "req/s",
-        ),
-    ];
-    for (index, (name, plan, args, unit)) in loads.into_iter().enumerate() {
-        let row = ['a', 'b'][index];
-        let figure = |r: &Report| {
-            if unit == "req/s" {
-                r.requests_per_second
-            } else {
-                r.events_per_second
-            }
-        };
-        let dir = work.join(format!("scale-sqlite-{index}"));
-        let (sqlite, _) = runtime.block_on(scenario(&dir, &[], plan, args.clone()));
-        table.row(
-            &format!("9{row}s {name}: SQLite, 1 node"),
-            figure(&sqlite),
-            unit,
-            None,
-        );
-        table.check(&sqlite);
-        for replicas in 1..=3 {
-            let url = server.create_database();
-            let commands = (0..replicas)
-                .map(|r| {
-                    let dir = work.join(format!("scale-pg-{index}-{replicas}-{r}"));
-                    serve_command(&dir, &["--store", &url])
-                })
-                .collect();
-            let (report, _) = runtime.block_on(scenario_on(commands, plan, args.clone()));
-            table.row(
-                &format!("9{row}p{replicas} {name}: PostgreSQL, {replicas} replica(s)"),
-                figure(&report),
-                unit,
-                Some((figure(&sqlite), 0.0, "of SQLite")),
-            );
-            table.check(&report);
-        }
-    }
 }
 
 async fn null_scenario(plan: &Arc<Plan>, mut args: PublishArgs) -> Report {
@@ -669,33 +987,11 @@ struct Table {
 }
 
 impl Table {
-    /// `target`: (reference, factor, label). For "≤" targets the factor is 1 and lower is
-    /// better; factor 0 shows the ratio to the reference without a target.
-    fn row(&mut self, name: &str, value: f64, unit: &str, target: Option<(f64, f64, &str)>) {
-        let verdict = match target {
-            None => String::new(),
-            Some((reference, factor, label)) if label.starts_with('≤') => {
-                format!(
-                    "{label}: {}",
-                    if value <= reference * factor {
-                        "met"
-                    } else {
-                        "MISSED"
-                    }
-                )
-            }
-            Some((reference, 0.0, label)) => format!("{:.2}× {label}", value / reference),
-            Some((reference, factor, label)) => {
-                let ratio = value / reference;
-                format!(
-                    "{ratio:.2}× {label} (target ≥ {factor}×): {}",
-                    if ratio >= factor { "met" } else { "MISSED" }
-                )
-            }
-        };
-        println!("  {name}: {value:.1} {unit} {verdict}");
-        self.rows
-            .push([name.into(), format!("{value:.1}"), unit.into(), verdict]);
+    /// Records and prints one row, its figure to 3 significant digits.
+    fn row(&mut self, name: &str, value: f64, unit: &str, verdict: String) {
+        let value = sig3(value);
+        println!("  {name}: {value} {unit} {verdict}");
+        self.rows.push([name.into(), value, unit.into(), verdict]);
     }
 
     fn check(&mut self, report: &Report) {

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
-    init_logging(config.log_format);
+    let _log_writer = init_logging(config.log_format);
     let listener = uts_aggregator::http::server::bind(config.listen, config.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     if let Err(e) = uts_aggregator::run(config, listener, uts_aggregator::shutdown::signal()).await
@@ -40,13 +40,21 @@ async fn publish(args: uts_aggregator::publish::PublishArgs) -> anyhow::Result<E
     })
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines are formatted on the thread that logs but written to stdout by a background
+/// thread, so an access line per request never waits on the terminal or a pipe (measured: the
+/// synchronous write cost single-event ingest ~15%). Past 128k unwritten lines, lines are
+/// dropped rather than slowing requests. The guard flushes what is left when `main` returns.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 /// mimalloc instead of glibc malloc: glibc kept returning freed request buffers to the kernel
