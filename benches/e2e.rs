@@ -13,9 +13,8 @@
 //! run in order by one loop; targets are judged only at full scale.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,10 +24,12 @@ use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
 use uts_aggregator::store::Durability;
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
 
-/// The tests' throwaway PostgreSQL cluster, for rows 9.
-#[allow(dead_code)]
-#[path = "../tests/api/pg.rs"]
-mod pg;
+/// The test kit: the service as a child process, and the throwaway PostgreSQL cluster for rows 9.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::pg;
+use support::process::{BinaryApp, peak_rss_kib};
 
 const NULL_SERVER_FLAG: &str = "--null-server";
 
@@ -900,14 +901,10 @@ async fn scenario_on(
     plan: &Arc<Plan>,
     mut args: PublishArgs,
 ) -> (Report, u64) {
-    let (mut children, urls): (Vec<Child>, Vec<String>) = commands.into_iter().map(start).unzip();
-    args.url = urls;
+    let servers: Vec<BinaryApp> = commands.into_iter().map(BinaryApp::from_command).collect();
+    args.url = servers.iter().map(|s| s.address.clone()).collect();
     let report = run_plan(&args, plan.clone()).await.expect("load run");
-    let rss = peak_rss_kib(children[0].id());
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let rss = peak_rss_kib(servers[0].child.id());
     (report, rss)
 }
 
@@ -918,35 +915,17 @@ async fn null_scenario(plan: &Arc<Plan>, mut args: PublishArgs) -> Report {
     scenario_on(vec![command], plan, args).await.0
 }
 
-/// Starts a server that logs a JSON line with `"listen"` when ready; returns it and its URL.
-fn start(mut command: Command) -> (Child, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start server");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server exited before it was ready")
-            .expect("read");
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(listen) = log["fields"]["listen"].as_str() {
-            break format!("http://{listen}");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, address)
-}
-
 /// The HTTP ceiling's server: the same axum and tokio, a route that reads the body and answers
 /// a fixed 200 without any work.
 fn null_server() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("{}", serde_json::json!({"fields": {"listen": listener.local_addr().unwrap().to_string()}}));
+        let ready = serde_json::json!({"fields": {
+            "message": "uts-aggregator ready",
+            "listen": listener.local_addr().unwrap().to_string(),
+        }});
+        println!("{ready}");
         let app = axum::Router::new().route(
             "/publish",
             axum::routing::post(|_body: bytes::Bytes| async {
@@ -955,15 +934,6 @@ fn null_server() {
         );
         axum::serve(listener, app).await.expect("serve");
     });
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn machine() -> String {

@@ -9,7 +9,8 @@ use serde_json::json;
 use uts_aggregator::RunError;
 use uts_aggregator::config::{Config, ConfigError};
 
-use crate::helpers::{BinaryApp, TestApp, event};
+use crate::support::app::{TestApp, event};
+use crate::support::process::BinaryApp;
 
 async fn publish_with(app: &TestApp, token: Option<&str>) -> u16 {
     let mut request = app
@@ -27,7 +28,10 @@ async fn every_token_of_the_token_file_is_accepted_and_others_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens");
     std::fs::write(&file, "# rotated 2026-11\n\ntok-new\n  tok-old  \n").unwrap();
-    let app = TestApp::spawn_with(|c| c.api_token_file = Some(file)).await;
+    let app = TestApp::builder()
+        .config(|c| c.api_token_file = Some(file))
+        .spawn()
+        .await;
     assert_eq!(publish_with(&app, Some("tok-new")).await, 200);
     assert_eq!(publish_with(&app, Some("tok-old")).await, 200);
     assert_eq!(publish_with(&app, Some("tok-other")).await, 401);
@@ -68,7 +72,10 @@ all
 ",
     )
     .unwrap();
-    let app = TestApp::spawn_with(|c| c.api_token_file = Some(file)).await;
+    let app = TestApp::builder()
+        .config(|c| c.api_token_file = Some(file))
+        .spawn()
+        .await;
     assert_eq!(publish_with(&app, Some("pub-only")).await, 200);
     assert_eq!(publish_with(&app, Some("both")).await, 200);
     assert_eq!(publish_with(&app, Some("all")).await, 200);

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{BinaryApp, event};
+use crate::support::app::event;
+use crate::support::process::BinaryApp;
 
 /// The attacks load both cores; they take turns so each one's figures are its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

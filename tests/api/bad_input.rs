@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event, on_every_store};
+use crate::support::app::{TestApp, event, on_every_store};
 
 async fn raw_publish(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
     let mut request = app
@@ -56,7 +56,7 @@ async fn malformed_or_wrongly_shaped_bodies_are_400() {
 
 on_every_store! {
 async fn schema_errors_are_422_naming_index_and_field_and_store_nothing(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     let mut bad_ts = event("t", "2");
     bad_ts["timestamp"] = json!("24/10/2025");
     let mut no_payload = event("t", "3");
@@ -113,11 +113,13 @@ async fn payload_nested_deeper_than_64_is_422() {
 
 #[tokio::test]
 async fn oversized_bodies_and_batches_are_413() {
-    let app = TestApp::spawn_with(|c| {
-        c.max_body_bytes = 64 * 1024;
-        c.max_events_per_request = 10;
-    })
-    .await;
+    let app = TestApp::builder()
+        .config(|c| {
+            c.max_body_bytes = 64 * 1024;
+            c.max_events_per_request = 10;
+        })
+        .spawn()
+        .await;
     let mut big = event("t", "1");
     big["payload"] = json!({"blob": "x".repeat(70 * 1024)});
     let (status, reply) = app.publish(&big).await;

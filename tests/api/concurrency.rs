@@ -5,44 +5,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, event, on_every_store};
-
-/// `publishers` concurrent publishers, publisher `p` sending to `apps[p % apps.len()]` ids
-/// p*50 .. p*50+200 on 4 topics in batches of `batch` (neighbours share 150 ids: 8
-/// publishers send 1600 events, 550 distinct). Returns the summed (unique, duplicate) replies.
-pub(crate) async fn publish_overlapping(
-    apps: &[Arc<TestApp>],
-    publishers: usize,
-    batch: usize,
-) -> (u64, u64) {
-    let tasks: Vec<_> = (0..publishers)
-        .map(|p| {
-            let app = apps[p % apps.len()].clone();
-            tokio::spawn(async move {
-                let events: Vec<Value> = (p * 50..p * 50 + 200)
-                    .map(|i| event(&format!("t{}", i % 4), &format!("id-{i}")))
-                    .collect();
-                let mut totals = (0, 0);
-                for chunk in events.chunks(batch) {
-                    let (u, d) = app.publish_ok(&Value::Array(chunk.to_vec())).await;
-                    totals = (totals.0 + u, totals.1 + d);
-                }
-                totals
-            })
-        })
-        .collect();
-    let (mut unique, mut duplicate) = (0, 0);
-    for task in tasks {
-        let (u, d) = task.await.unwrap();
-        unique += u;
-        duplicate += d;
-    }
-    (unique, duplicate)
-}
+use crate::support::app::{TestApp, event, on_every_store};
+use crate::support::workload::publish_overlapping;
 
 on_every_store! {
 async fn eight_publishers_with_overlapping_ids_store_each_event_once(backend: Backend) {
-    let app = Arc::new(TestApp::spawn_on(backend).await);
+    let app = Arc::new(TestApp::builder().backend(backend).spawn().await);
     let (unique, duplicate) = publish_overlapping(std::slice::from_ref(&app), 8, 25).await;
     let distinct = 7 * 50 + 200; // ids 0..550
     assert_eq!(unique, distinct);
@@ -59,7 +27,7 @@ async fn eight_publishers_with_overlapping_ids_store_each_event_once(backend: Ba
 
 on_every_store! {
 async fn each_topic_seq_order_equals_its_publish_order(backend: Backend) {
-    let app = Arc::new(TestApp::spawn_on(backend).await);
+    let app = Arc::new(TestApp::builder().backend(backend).spawn().await);
     let topics: Vec<String> = (0..6).map(|t| format!("ordered-{t}")).collect();
     let tasks: Vec<_> = topics
         .iter()

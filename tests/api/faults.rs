@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uts_aggregator::ingest::partition_of;
 
-use crate::crash::check_after_restart;
-use crate::fault_store::PanicOnTopic;
-use crate::helpers::{BinaryApp, TestApp, event, start_fails};
+use crate::support::app::{TestApp, event};
+use crate::support::fault_store::PanicOnTopic;
+use crate::support::process::{BinaryApp, start_fails};
+use crate::support::workload::check_after_restart;
 
 /// A topic other than `topic` that lives on the same partition (of 3).
 fn neighbour_of(topic: &str) -> String {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, event};
+use crate::support::app::{TestApp, event};
 
 fn short_timeouts() -> impl FnOnce(&mut uts_aggregator::config::Config) {
     |c| {
@@ -27,7 +27,7 @@ async fn connect(app: &TestApp) -> TcpStream {
 
 #[tokio::test]
 async fn a_slowloris_client_is_disconnected_after_the_header_timeout() {
-    let app = TestApp::spawn_with(short_timeouts()).await;
+    let app = TestApp::builder().config(short_timeouts()).spawn().await;
     let mut socket = connect(&app).await;
     socket
         .write_all(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Ty")
@@ -44,7 +44,7 @@ async fn a_slowloris_client_is_disconnected_after_the_header_timeout() {
 
 #[tokio::test]
 async fn a_trickled_body_gets_408_with_a_json_error() {
-    let app = TestApp::spawn_with(short_timeouts()).await;
+    let app = TestApp::builder().config(short_timeouts()).spawn().await;
     let mut socket = connect(&app).await;
     socket
         .write_all(b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"topic\"")
@@ -67,7 +67,7 @@ async fn a_trickled_body_gets_408_with_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_idle_connections_do_not_lock_out_a_publisher() {
-    let app = TestApp::spawn_with(short_timeouts()).await;
+    let app = TestApp::builder().config(short_timeouts()).spawn().await;
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(connect(&app).await);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use uts_aggregator::http::Secret;
 
-use crate::helpers::{TestApp, event, on_every_store};
+use crate::support::app::{TestApp, event, on_every_store};
 
 /// Unlabelled samples of the exposition text, by metric name.
 async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
@@ -31,7 +31,7 @@ async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
 
 on_every_store! {
 async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     app.publish_ok(&json!([event("a", "1"), event("a", "1"), event("b", "2")]))
         .await;
     let mut bad = event("a", "3");
@@ -87,7 +87,7 @@ async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
 
 on_every_store! {
 async fn lifetime_counters_continue_after_a_restart(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     let events: Vec<Value> = (0..40).map(|i| event("t", &(i % 30).to_string())).collect();
     app.publish_ok(&Value::Array(events)).await;
     let (_, before) = scrape(&app).await;
@@ -110,7 +110,10 @@ async fn lifetime_counters_continue_after_a_restart(backend: Backend) {
 
 #[tokio::test]
 async fn metrics_stay_open_when_a_token_is_required() {
-    let app = TestApp::spawn_with(|c| c.api_token = Some(Secret::new("t0ken"))).await;
+    let app = TestApp::builder()
+        .config(|c| c.api_token = Some(Secret::new("t0ken")))
+        .spawn()
+        .await;
     let (text, _) = scrape(&app).await;
     assert!(
         !text.contains("t0ken"),

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, event};
+use crate::support::app::{Backend, TestApp, event};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -48,7 +48,7 @@ impl Model {
 }
 
 async fn check(ops: Vec<Op>, backend: Backend) {
-    let mut app = TestApp::spawn_on(backend).await;
+    let mut app = TestApp::builder().backend(backend).spawn().await;
     let mut model = Model::default();
     for op in ops {
         match op {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uts_aggregator::publish::{PublishArgs, run};
 
-use crate::helpers::{TestApp, event};
+use crate::support::app::{TestApp, event};
 
 fn overloaded() -> impl FnOnce(&mut uts_aggregator::config::Config) {
     |c| {
@@ -20,7 +20,7 @@ fn overloaded() -> impl FnOnce(&mut uts_aggregator::config::Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_gets_503_with_retry_after_and_nothing_of_a_503_is_stored() {
-    let app = std::sync::Arc::new(TestApp::spawn_with(overloaded()).await);
+    let app = std::sync::Arc::new(TestApp::builder().config(overloaded()).spawn().await);
     let floods: Vec<_> = (0..48)
         .map(|task| {
             let app = app.clone();
@@ -83,7 +83,7 @@ async fn a_flood_gets_503_with_retry_after_and_nothing_of_a_503_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_retries_503s_and_ends_with_exact_counts() {
-    let app = TestApp::spawn_with(overloaded()).await;
+    let app = TestApp::builder().config(overloaded()).spawn().await;
     let args = PublishArgs {
         url: vec![app.address.clone()],
         count: 3_000,

@@ -4,11 +4,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, event, on_every_store};
+use crate::support::app::{TestApp, event, on_every_store};
 
 on_every_store! {
 async fn walking_every_page_returns_each_event_exactly_once(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     // Topics with awkward characters, spread over all partitions.
     let topics = ["a", "b b", "c&d=e", "ü/ï?", "z"];
     let mut expected = HashSet::new();
@@ -73,7 +73,7 @@ async fn walking_every_page_returns_each_event_exactly_once(backend: Backend) {
 
 on_every_store! {
 async fn a_page_that_holds_everything_has_no_next_link(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     app.publish_ok(&Value::Array(
         (0..5).map(|n| event("t", &n.to_string())).collect(),
     ))

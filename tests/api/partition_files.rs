@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use uts_aggregator::ingest::partition_of;
 
-use crate::helpers::{BinaryApp, event, start_fails};
+use crate::support::app::event;
+use crate::support::process::{BinaryApp, start_fails};
 
 fn start_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event};
-use crate::pg::free_port;
+use crate::support::app::{TestApp, event};
+use crate::support::pg::free_port;
 
 struct Prometheus {
     child: Child,

@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 
 use uts_aggregator::http::Secret;
 
-use crate::helpers::{TestApp, event, on_every_store};
+use crate::support::app::{TestApp, event, on_every_store};
 
 on_every_store! {
 async fn dedup_basic_second_publish_of_an_event_is_a_duplicate(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     assert_eq!(app.publish_ok(&event("orders", "e-1")).await, (1, 0));
     assert_eq!(app.publish_ok(&event("orders", "e-1")).await, (0, 1));
     // Same id on another topic is a different event.
@@ -28,7 +28,7 @@ async fn dedup_basic_second_publish_of_an_event_is_a_duplicate(backend: Backend)
 
 on_every_store! {
 async fn persistence_duplicates_are_still_detected_after_reopening_the_store(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     app.publish_ok(&json!([event("t", "1"), event("t", "2")]))
         .await;
     let app = app.restart().await;
@@ -49,7 +49,7 @@ async fn persistence_duplicates_are_still_detected_after_reopening_the_store(bac
 
 on_every_store! {
 async fn schema_and_stats_events_come_back_losslessly_with_seq(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     let sent = json!({
         "topic": "orders", "event_id": "e-1", "timestamp": "2025-10-24T00:00:00+07:00",
         "source": "", "payload": {"amount": 12.5, "items": [{"sku": "a"}], "note": null, "ü": "ß"},
@@ -94,7 +94,7 @@ on_every_store! {
 /// JSON allows any character in a string, NUL included (PostgreSQL text does not, so the
 /// PostgreSQL store keeps keys as bytes); keys and payload come back byte for byte.
 async fn keys_with_nul_and_non_ascii_characters_round_trip(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     let sent = json!({
         "topic": "t\u{0}ö", "event_id": "id\u{0}\u{1F600}", "timestamp": "2025-10-24T00:00:00Z",
         "source": "s\u{0}", "payload": {"k\u{0}": "v\u{0}"},
@@ -113,7 +113,7 @@ async fn keys_with_nul_and_non_ascii_characters_round_trip(backend: Backend) {
 
 on_every_store! {
 async fn small_stress_1000_records_with_many_duplicates_are_counted_exactly(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     // 1000 records over 250 distinct ids on 5 topics: each id sent 4 times.
     let records: Vec<Value> = (0..1000)
         .map(|i| event(&format!("t{}", i % 5), &format!("id-{}", i % 250)))
@@ -141,7 +141,7 @@ async fn small_stress_1000_records_with_many_duplicates_are_counted_exactly(back
 
 on_every_store! {
 async fn batch_of_200_with_20_percent_duplicates_gives_exact_stats(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     let mut batch: Vec<Value> = (0..160)
         .map(|i| event("batch", &format!("e-{i}")))
         .collect();
@@ -162,7 +162,7 @@ async fn batch_of_200_with_20_percent_duplicates_gives_exact_stats(backend: Back
 
 on_every_store! {
 async fn health_and_readiness_answer_200_when_running(backend: Backend) {
-    let app = TestApp::spawn_on(backend).await;
+    let app = TestApp::builder().backend(backend).spawn().await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
@@ -172,7 +172,10 @@ async fn health_and_readiness_answer_200_when_running(backend: Backend) {
 
 #[tokio::test]
 async fn api_token_guards_publish_events_and_stats_but_not_health() {
-    let app = TestApp::spawn_with(|c| c.api_token = Some(Secret::new("s3cret"))).await;
+    let app = TestApp::builder()
+        .config(|c| c.api_token = Some(Secret::new("s3cret")))
+        .spawn()
+        .await;
     let (status, body) = app.publish(&event("t", "1")).await;
     assert_eq!((status, body["error"].as_str().is_some()), (401, true));
     assert_eq!(app.get("/events").await.status(), 401);

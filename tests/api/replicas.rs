@@ -11,10 +11,11 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use uts_aggregator::store::Location;
 
-use crate::concurrency::publish_overlapping;
-use crate::crash::{Acked, check_after_restart, spawn_publishers};
-use crate::helpers::{BinaryApp, TestApp, event, start_fails};
-use crate::pg;
+use crate::support::app::{TestApp, event};
+use crate::support::pg;
+use crate::support::process::{BinaryApp, start_fails};
+use crate::support::workload::publish_overlapping;
+use crate::support::workload::{Acked, check_after_restart, spawn_publishers};
 
 /// `replicas` apps on one new database of the shared server.
 async fn replicas(test: &str, replicas: usize) -> Option<Vec<Arc<TestApp>>> {
@@ -23,7 +24,7 @@ async fn replicas(test: &str, replicas: usize) -> Option<Vec<Arc<TestApp>>> {
     let mut apps = Vec::new();
     for _ in 0..replicas {
         apps.push(Arc::new(
-            TestApp::spawn_on_store(store.clone(), |_| {}).await,
+            TestApp::builder().store(store.clone()).spawn().await,
         ));
     }
     Some(apps)
@@ -171,7 +172,7 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     };
     let url = server.create_database();
     let store: Location = url.parse().unwrap();
-    let app = TestApp::spawn_on_store(store.clone(), |_| {}).await;
+    let app = TestApp::builder().store(store.clone()).spawn().await;
     let acked: Acked = Arc::default();
     let sent: Acked = Arc::default();
     let publishers = spawn_publishers(std::slice::from_ref(&app.address), 3, 0, &acked, &sent);
@@ -214,7 +215,7 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     for p in publishers {
         p.await.unwrap();
     }
-    let checker = TestApp::spawn_on_store(store, |_| {}).await;
+    let checker = TestApp::builder().store(store).spawn().await;
     let acked: HashSet<_> = acked.lock().unwrap().clone();
     let sent: HashSet<_> = sent.lock().unwrap().clone();
     eprintln!(
@@ -248,7 +249,7 @@ async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
         return;
     };
     let url = server.create_database();
-    let app = TestApp::spawn_on_store(url.parse().unwrap(), |_| {}).await; // 3 partitions
+    let app = TestApp::builder().store(url.parse().unwrap()).spawn().await; // 3 partitions
     // Answered only once the app has migrated and pinned its partition count.
     assert_eq!(app.stats().await["partitions"].as_array().unwrap().len(), 3);
     let text = tokio::task::spawn_blocking(move || {
@@ -282,8 +283,8 @@ async fn a_damaged_postgres_store_is_refused_at_start() {
     let binary = env!("CARGO_BIN_EXE_uts-aggregator");
     let url = server.create_database();
     let database = url.rsplit('/').next().unwrap().to_string();
-    let app = TestApp::spawn_on_store(url.parse().unwrap(), |_| {}).await;
-    app.publish_ok(&crate::helpers::event("t", "1")).await;
+    let app = TestApp::builder().store(url.parse().unwrap()).spawn().await;
+    app.publish_ok(&crate::support::app::event("t", "1")).await;
     app.stop().await;
     let start = |url: String| {
         tokio::task::spawn_blocking(move || {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crash::{Acked, check_after_restart, spawn_publishers, stats};
-use crate::helpers::{BinaryApp, start_fails};
+use crate::support::process::{BinaryApp, start_fails};
+use crate::support::workload::{Acked, check_after_restart, spawn_publishers, stats};
 use nix::sys::signal::Signal;
 
 async fn run_stream_then(signal: Signal) {

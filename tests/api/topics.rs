@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, event, on_every_store};
+use crate::support::app::{TestApp, event, on_every_store};
 
 on_every_store! {
     async fn topics_walk_every_topic_once_sorted_and_stats_caps_its_list(backend: Backend) {
-        let app = TestApp::spawn_on(backend).await;
+        let app = TestApp::builder().backend(backend).spawn().await;
         // 2500 topics with 255-byte names; topic k has k % 3 + 1 events, one of them re-sent.
         let name = |k: usize| format!("{k:05}{}", "t".repeat(250));
         for chunk in (0..2500).collect::<Vec<_>>().chunks(500) {

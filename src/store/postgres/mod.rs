@@ -158,8 +158,6 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 pub struct PgStore {
     shared: Arc<Shared>,
     partitions: usize,
-    /// Totals per partition when the store was opened: each writer's starting point.
-    opening_totals: Vec<Totals>,
 }
 
 impl PgStore {
@@ -212,11 +210,9 @@ impl PgStore {
                     },
                 })?
         };
-        let opening_totals = reader::totals(&shared, partitions).await?;
         Ok(Self {
             shared,
             partitions,
-            opening_totals,
         })
     }
 }
@@ -228,10 +224,13 @@ impl Store for PgStore {
     }
 
     async fn open_writer(&self, partition: usize) -> Result<Box<dyn PartitionWriter>, StoreError> {
+        // The totals as the database holds them now: other replicas (and this process's
+        // previous writer, when a worker is recovering) may have committed since the opening.
+        let totals = reader::totals(&self.shared, self.partitions).await?;
         Ok(Box::new(PgWriter::new(
             self.shared.clone(),
             partition,
-            self.opening_totals[partition],
+            totals[partition],
         )))
     }
 

@@ -1,10 +1,7 @@
-//! Test helpers: a real server on 127.0.0.1:0 over a real data dir, and the real binary as a
-//! child process for restart and crash tests.
+//! The in-process service for tests: a real server on 127.0.0.1:0 over a real data dir (or a
+//! fresh PostgreSQL database), built with one builder.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -14,7 +11,7 @@ use uts_aggregator::config::Config;
 
 use uts_aggregator::store::{Location, Store};
 
-use crate::pg::PgServer;
+use super::pg::PgServer;
 
 /// The store a test runs on. Core behaviour is tested on both with one body per test
 /// ([`on_every_store!`]).
@@ -29,7 +26,7 @@ pub(crate) enum Backend {
 impl Backend {
     /// The PostgreSQL backend, or `None` (printing why) when no server can run here.
     pub(crate) fn postgres(test: &str) -> Option<Self> {
-        crate::pg::shared(test).map(Self::Postgres)
+        super::pg::shared(test).map(Self::Postgres)
     }
 
     /// `--store` for a new app: `sqlite`, or the URL of a new database.
@@ -50,14 +47,14 @@ macro_rules! on_every_store {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($backend: crate::helpers::Backend) $body
+            async fn run($backend: crate::support::app::Backend) $body
             #[tokio::test]
             async fn sqlite() {
-                run(crate::helpers::Backend::Sqlite).await
+                run(crate::support::app::Backend::Sqlite).await
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(backend) = crate::helpers::Backend::postgres(module_path!()) {
+                if let Some(backend) = crate::support::app::Backend::postgres(module_path!()) {
                     run(backend).await
                 }
             }
@@ -200,23 +197,6 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
-    pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
-        Self::builder().config(adjust).spawn().await
-    }
-
-    /// A service on a new store of `backend`.
-    pub(crate) async fn spawn_on(backend: Backend) -> Self {
-        Self::builder().backend(backend).spawn().await
-    }
-
-    /// A service on `store` (a replica, when another app uses the same PostgreSQL store).
-    pub(crate) async fn spawn_on_store(
-        store: Location,
-        adjust: impl FnOnce(&mut Config) + Send + 'static,
-    ) -> Self {
-        Self::builder().store(store).config(adjust).spawn().await
-    }
-
     /// Triggers shutdown and waits for the drain to finish.
     pub(crate) async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
@@ -280,26 +260,7 @@ impl TestApp {
 
     /// Every stored event, following `Link` pages from `first`.
     pub(crate) async fn walk_pages(&self, first: &str) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut next = Some(first.to_string());
-        while let Some(path) = next {
-            let response = self.get(&path).await;
-            assert_eq!(response.status(), 200, "GET {path}");
-            next = response
-                .headers()
-                .get("link")
-                .map(|l| l.to_str().unwrap().to_string())
-                .map(|l| {
-                    l.trim_start_matches('<')
-                        .split('>')
-                        .next()
-                        .unwrap()
-                        .to_string()
-                });
-            let page: Vec<Value> = response.json().await.unwrap();
-            all.extend(page);
-        }
-        all
+        super::pages::walk_pages(&self.client, &self.address, first).await
     }
 }
 
@@ -311,144 +272,4 @@ pub(crate) fn event(topic: &str, id: &str) -> Value {
         "source": "test",
         "payload": {"id": id, "nested": {"list": [1, 2, 3]}},
     })
-}
-
-/// The real binary as a child process, for restarts and `kill -9`.
-pub(crate) struct BinaryApp {
-    pub(crate) child: Child,
-    pub(crate) address: String,
-    /// Every line the binary printed (JSON logs), collected as it runs.
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl BinaryApp {
-    pub(crate) fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, None)
-    }
-
-    /// With `file_size_blocks`, the binary runs under `ulimit -f <blocks>` with SIGXFSZ
-    /// ignored: writes past the limit fail like writes to a full disk.
-    pub(crate) fn start_with(data_dir: &Path, file_size_blocks: Option<u64>) -> Self {
-        Self::start_full(data_dir, file_size_blocks, &[], "debug")
-    }
-
-    /// Like `start`, with extra command-line arguments.
-    pub(crate) fn start_args(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_full(data_dir, None, extra, "debug")
-    }
-
-    /// Like `start_args`, logging at `info` only: for loads, where debug lines would slow the
-    /// service down.
-    pub(crate) fn start_quiet(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_full(data_dir, None, extra, "info")
-    }
-
-    /// The service's peak resident memory so far (`VmHWM`), in MiB.
-    pub(crate) fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the service is running");
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status");
-        kib / 1024.0
-    }
-
-    /// `host:port` of the service.
-    pub(crate) fn socket_address(&self) -> String {
-        self.address.trim_start_matches("http://").to_string()
-    }
-
-    fn start_full(
-        data_dir: &Path,
-        file_size_blocks: Option<u64>,
-        extra: &[&str],
-        log_level: &str,
-    ) -> Self {
-        let binary = env!("CARGO_BIN_EXE_uts-aggregator");
-        let mut command = match file_size_blocks {
-            None => Command::new(binary),
-            Some(blocks) => {
-                let mut sh = Command::new("sh");
-                sh.arg("-c")
-                    .arg(format!(
-                        "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
-                    ))
-                    .arg(binary);
-                sh
-            }
-        };
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--partitions", "3"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("AGG_LOG_FORMAT", "json")
-            .env("RUST_LOG", log_level)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the binary");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("binary exited before it was ready")
-                .unwrap();
-            log.lock().unwrap().push(line.clone());
-            let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if parsed["fields"]["message"] == "uts-aggregator ready" {
-                break format!("http://{}", parsed["fields"]["listen"].as_str().unwrap());
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            child,
-            address,
-            log,
-        }
-    }
-
-    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("send signal");
-    }
-
-    /// Waits for the process to exit; returns its exit status.
-    pub(crate) fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "process did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for BinaryApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `command` (a start of the binary that must fail) and returns everything it printed.
-pub(crate) fn start_fails(command: &mut Command) -> String {
-    let output = command.output().expect("run the binary");
-    assert!(!output.status.success(), "the start was expected to fail");
-    String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
 }
