@@ -65,38 +65,87 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings of the service. `Parser` as well as `Args`, so tests can build one from defaults.
+/// Settings of the service, in groups that validate themselves. `Parser` as well as `Args`, so
+/// tests can build one from defaults.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "uts-aggregator")]
 pub struct Config {
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM/SIGINT, how long to wait for in-flight requests and queued commits, in s.
+    #[arg(long, env = "AGG_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Serving HTTP: the socket, connections, timeouts, request and page limits, memory budgets, access.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
     /// Address to listen on.
     #[arg(long, env = "AGG_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Directory of the partition databases; created if missing. SQLite store only.
-    #[arg(long, env = "AGG_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    /// Connections the kernel queues before the service accepts them (listen backlog; the
+    /// kernel caps it at net.core.somaxconn).
+    #[arg(long, env = "AGG_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
 
-    /// Where events live: `sqlite` (files in --data-dir, one process) or a
-    /// `postgres://user:password@host:port/dbname` URL (one database shared by any number of
-    /// replicas; see README "Scaling out").
-    #[arg(
-        long,
-        env = "AGG_STORE",
-        default_value = "sqlite",
-        hide_env_values = true
-    )]
-    pub store: Location,
+    /// Connections served at once. As many again are accepted and wait up to the header
+    /// timeout for a slot, then get 503 + Retry-After; past that they wait in the listen backlog.
+    #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 
-    /// Most PostgreSQL connections this process opens (writers take one per commit, reads one
-    /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
-    #[arg(long, env = "AGG_STORE_POOL_SIZE", default_value_t = DEFAULT_STORE_POOL_SIZE)]
-    pub store_pool_size: usize,
+    /// Seconds a client has to send a request's headers (a slowloris client is cut off).
+    #[arg(long, env = "AGG_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_secs: u64,
 
-    /// Number of partitions [default: number of CPUs]. Fixed at the first start of a data
-    /// dir; a later start with a different value fails.
-    #[arg(long, env = "AGG_PARTITIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub partitions: Option<u16>,
+    /// Seconds a client has to send a whole request body (slower: 408).
+    #[arg(long, env = "AGG_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a response may wait for the client to read it: a client that takes less than
+    /// 16 KiB of a blocked response in that time is disconnected and its slot freed.
+    #[arg(long, env = "AGG_WRITE_TIMEOUT_SECS", default_value_t = DEFAULT_WRITE_TIMEOUT_SECS)]
+    pub write_timeout_secs: u64,
+
+    /// Least average rate of a request body after a 5 s grace, in bytes/s (slower: 408).
+    #[arg(long, env = "AGG_MIN_UPLOAD_BYTES_PER_SEC", default_value_t = DEFAULT_MIN_UPLOAD_BYTES_PER_SEC)]
+    pub min_upload_bytes_per_sec: u64,
+
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "AGG_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one publish request, max-batch (more: 413).
+    #[arg(long, env = "AGG_MAX_EVENTS_PER_REQUEST", default_value_t = DEFAULT_MAX_EVENTS_PER_REQUEST)]
+    pub max_events_per_request: usize,
+
+    /// Byte bound of one GET /events page, in bytes of JSON (a page always holds at least one
+    /// event; `Link: rel="next"` continues).
+    #[arg(long, env = "AGG_MAX_PAGE_BYTES", default_value_t = DEFAULT_MAX_PAGE_BYTES)]
+    pub max_page_bytes: usize,
+
+    /// Memory for publishes in progress, in MiB: bodies as their bytes arrive, then their
+    /// parsed events until committed (whether or not the client is still connected); past the
+    /// budget publishes wait up to the enqueue timeout, then get 503. Bounds memory whatever
+    /// the number of connections.
+    #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
+    pub max_inflight_body_mib: usize,
+
+    /// Memory for GET /events pages being built or written, in MiB; past it, reads wait up to
+    /// the enqueue timeout, then get 503.
+    #[arg(long, env = "AGG_MAX_INFLIGHT_READ_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_READ_MIB)]
+    pub max_inflight_read_mib: usize,
 
     /// A token with every scope: requests to POST /publish, GET /events, /topics and /stats
     /// must carry `Authorization: Bearer <token>`. Unset (and no --api-token-file) = no auth.
@@ -109,6 +158,15 @@ pub struct Config {
     #[arg(long, env = "AGG_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
 
+    /// One `info` line per request (target `access`: method, route, status, latency, request
+    /// id); `--access-log false` turns it off.
+    #[arg(long, env = "AGG_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+}
+
+/// The partitions' queues, batching and front cache.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
     /// Events each partition queue holds before publishes wait (then get 503).
     #[arg(long, env = "AGG_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
     pub queue_capacity: usize,
@@ -127,17 +185,33 @@ pub struct Config {
     #[arg(long, env = "AGG_CACHE_KEYS", default_value_t = DEFAULT_CACHE_KEYS)]
     pub cache_keys: usize,
 
-    /// Largest accepted request body, in bytes (larger: 413).
-    #[arg(long, env = "AGG_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
-
-    /// Most events in one publish request, max-batch (more: 413).
-    #[arg(long, env = "AGG_MAX_EVENTS_PER_REQUEST", default_value_t = DEFAULT_MAX_EVENTS_PER_REQUEST)]
-    pub max_events_per_request: usize,
-
     /// How long a publish waits for queue space before 503, in ms.
     #[arg(long, env = "AGG_ENQUEUE_TIMEOUT_MS", default_value_t = DEFAULT_ENQUEUE_TIMEOUT_MS)]
     pub enqueue_timeout_ms: u64,
+}
+
+/// Where and how events are stored.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Where events live: `sqlite` (files in --data-dir, one process) or a
+    /// `postgres://user:password@host:port/dbname` URL (one database shared by any number of
+    /// replicas; see README "Scaling out").
+    #[arg(
+        long = "store",
+        env = "AGG_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub location: Location,
+
+    /// Directory of the partition databases; created if missing. SQLite store only.
+    #[arg(long, env = "AGG_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Number of partitions [default: number of CPUs]. Fixed at the first start of a data
+    /// dir; a later start with a different value fails.
+    #[arg(long, env = "AGG_PARTITIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub partitions: Option<u16>,
 
     /// `process`: an acknowledged event survives a crash of the service (kill -9).
     /// `power`: it also survives power loss (fsync on every commit; slower).
@@ -149,62 +223,10 @@ pub struct Config {
     #[arg(long, env = "AGG_SQLITE_CACHE_MIB", default_value_t = DEFAULT_SQLITE_CACHE_MIB)]
     pub sqlite_cache_mib: u64,
 
-    /// One `info` line per request (target `access`: method, route, status, latency, request
-    /// id); `--access-log false` turns it off.
-    #[arg(long, env = "AGG_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
-    pub access_log: bool,
-
-    /// Log line format; the level comes from RUST_LOG (default info).
-    #[arg(long, env = "AGG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Connections served at once. As many again are accepted and wait up to the header
-    /// timeout for a slot, then get 503 + Retry-After; past that they wait in the listen backlog.
-    #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
-
-    /// Connections the kernel queues before the service accepts them (listen backlog; the
-    /// kernel caps it at net.core.somaxconn).
-    #[arg(long, env = "AGG_LISTEN_BACKLOG", default_value_t = DEFAULT_LISTEN_BACKLOG)]
-    pub listen_backlog: u32,
-
-    /// Seconds a response may wait for the client to read it: a client that takes less than
-    /// 16 KiB of a blocked response in that time is disconnected and its slot freed.
-    #[arg(long, env = "AGG_WRITE_TIMEOUT_SECS", default_value_t = DEFAULT_WRITE_TIMEOUT_SECS)]
-    pub write_timeout_secs: u64,
-
-    /// Least average rate of a request body after a 5 s grace, in bytes/s (slower: 408).
-    #[arg(long, env = "AGG_MIN_UPLOAD_BYTES_PER_SEC", default_value_t = DEFAULT_MIN_UPLOAD_BYTES_PER_SEC)]
-    pub min_upload_bytes_per_sec: u64,
-
-    /// Byte bound of one GET /events page, in bytes of JSON (a page always holds at least one
-    /// event; `Link: rel="next"` continues).
-    #[arg(long, env = "AGG_MAX_PAGE_BYTES", default_value_t = DEFAULT_MAX_PAGE_BYTES)]
-    pub max_page_bytes: usize,
-
-    /// Memory for GET /events pages being built or written, in MiB; past it, reads wait up to
-    /// the enqueue timeout, then get 503.
-    #[arg(long, env = "AGG_MAX_INFLIGHT_READ_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_READ_MIB)]
-    pub max_inflight_read_mib: usize,
-
-    /// Seconds a client has to send a request's headers (a slowloris client is cut off).
-    #[arg(long, env = "AGG_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
-    pub header_timeout_secs: u64,
-
-    /// Seconds a client has to send a whole request body (slower: 408).
-    #[arg(long, env = "AGG_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS)]
-    pub body_timeout_secs: u64,
-
-    /// Memory for publishes in progress, in MiB: bodies as their bytes arrive, then their
-    /// parsed events until committed (whether or not the client is still connected); past the
-    /// budget publishes wait up to the enqueue timeout, then get 503. Bounds memory whatever
-    /// the number of connections.
-    #[arg(long, env = "AGG_MAX_INFLIGHT_BODY_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_BODY_MIB)]
-    pub max_inflight_body_mib: usize,
-
-    /// On SIGTERM/SIGINT, how long to wait for in-flight requests and queued commits, in s.
-    #[arg(long, env = "AGG_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
-    pub shutdown_timeout_secs: u64,
+    /// Most PostgreSQL connections this process opens (writers take one per commit, reads one
+    /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
+    #[arg(long, env = "AGG_STORE_POOL_SIZE", default_value_t = DEFAULT_STORE_POOL_SIZE)]
+    pub store_pool_size: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,26 +266,50 @@ impl Config {
         Self::parse_from(["uts-aggregator"])
     }
 
+    /// Each group's own checks, then those that span groups.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (name, value) in [
-            ("queue-capacity", self.queue_capacity),
-            ("batch-max-events", self.batch_max_events),
-            ("max-body-bytes", self.max_body_bytes),
-            ("max-events-per-request", self.max_events_per_request),
-            ("store-pool-size", self.store_pool_size),
-            ("max-page-bytes", self.max_page_bytes),
-            ("max-inflight-read-mib", self.max_inflight_read_mib),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Zero(name));
-            }
-        }
-        if self.queue_capacity < self.max_events_per_request {
+        self.http.validate()?;
+        self.ingest.validate()?;
+        self.store.validate()?;
+        if self.ingest.queue_capacity < self.http.max_events_per_request {
             return Err(ConfigError::QueueSmallerThanRequest {
-                queue: self.queue_capacity,
-                request: self.max_events_per_request,
+                queue: self.ingest.queue_capacity,
+                request: self.http.max_events_per_request,
             });
         }
+        Ok(())
+    }
+
+    pub fn http_limits(&self) -> HttpLimits {
+        let http = &self.http;
+        HttpLimits {
+            max_body_bytes: http.max_body_bytes,
+            max_events_per_request: http.max_events_per_request,
+            retry_after_secs: self.ingest.enqueue_timeout_ms.div_ceil(1000).max(1),
+            body_timeout: Duration::from_secs(http.body_timeout_secs),
+            enqueue_timeout: Duration::from_millis(self.ingest.enqueue_timeout_ms),
+            min_upload_bytes_per_sec: http.min_upload_bytes_per_sec,
+            max_page_bytes: http.max_page_bytes,
+            access_log: http.access_log,
+        }
+    }
+}
+
+fn nonzero(values: &[(&'static str, usize)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((name, _)) => Err(ConfigError::Zero(name)),
+        None => Ok(()),
+    }
+}
+
+impl HttpArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        nonzero(&[
+            ("max-body-bytes", self.max_body_bytes),
+            ("max-events-per-request", self.max_events_per_request),
+            ("max-page-bytes", self.max_page_bytes),
+            ("max-inflight-read-mib", self.max_inflight_read_mib),
+        ])?;
         let per_byte = 1 + crate::http::PARSE_BYTES_PER_BODY_BYTE;
         if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes * per_byte {
             return Err(ConfigError::BodyBudgetTooSmall {
@@ -271,37 +317,7 @@ impl Config {
                 body: self.max_body_bytes,
             });
         }
-        // tokio's semaphore holds at most usize::MAX >> 3 permits; far above any sane value.
-        let max = u32::MAX as usize;
-        if self.queue_capacity > max {
-            return Err(ConfigError::QueueTooLarge { max });
-        }
         Ok(())
-    }
-
-    pub fn ingest_settings(&self) -> IngestSettings {
-        IngestSettings {
-            queue_capacity: self.queue_capacity,
-            batch_max_events: self.batch_max_events,
-            batch_linger: Duration::from_millis(self.batch_linger_ms),
-            cache_keys_per_partition: self.cache_keys,
-            when_full: WhenFull::Reject {
-                after: Duration::from_millis(self.enqueue_timeout_ms),
-            },
-        }
-    }
-
-    /// How to open the store `--store` names.
-    pub fn open_options(&self) -> OpenOptions {
-        OpenOptions {
-            location: self.store.clone(),
-            data_dir: self.data_dir.clone(),
-            partitions: self.partitions.map(usize::from),
-            default_partitions: Self::default_partitions(),
-            durability: self.durability,
-            page_cache_kib_total: self.sqlite_cache_mib * 1024,
-            pool_size: self.store_pool_size,
-        }
     }
 
     /// Every accepted token: --api-token (every scope) plus the lines of --api-token-file.
@@ -355,17 +371,50 @@ impl Config {
             inflight_read_bytes: self.max_inflight_read_mib.saturating_mul(1024 * 1024),
         }
     }
+}
 
-    pub fn http_limits(&self) -> HttpLimits {
-        HttpLimits {
-            max_body_bytes: self.max_body_bytes,
-            max_events_per_request: self.max_events_per_request,
-            retry_after_secs: self.enqueue_timeout_ms.div_ceil(1000).max(1),
-            body_timeout: Duration::from_secs(self.body_timeout_secs),
-            enqueue_timeout: Duration::from_millis(self.enqueue_timeout_ms),
-            min_upload_bytes_per_sec: self.min_upload_bytes_per_sec,
-            max_page_bytes: self.max_page_bytes,
-            access_log: self.access_log,
+impl IngestArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        nonzero(&[
+            ("queue-capacity", self.queue_capacity),
+            ("batch-max-events", self.batch_max_events),
+        ])?;
+        // tokio's semaphore holds at most usize::MAX >> 3 permits; far above any sane value.
+        let max = u32::MAX as usize;
+        if self.queue_capacity > max {
+            return Err(ConfigError::QueueTooLarge { max });
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> IngestSettings {
+        IngestSettings {
+            queue_capacity: self.queue_capacity,
+            batch_max_events: self.batch_max_events,
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
+            cache_keys_per_partition: self.cache_keys,
+            when_full: WhenFull::Reject {
+                after: Duration::from_millis(self.enqueue_timeout_ms),
+            },
+        }
+    }
+}
+
+impl StoreArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        nonzero(&[("store-pool-size", self.store_pool_size)])
+    }
+
+    /// How to open the store `--store` names.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            location: self.location.clone(),
+            data_dir: self.data_dir.clone(),
+            partitions: self.partitions.map(usize::from),
+            default_partitions: Self::default_partitions(),
+            durability: self.durability,
+            page_cache_kib_total: self.sqlite_cache_mib * 1024,
+            pool_size: self.store_pool_size,
         }
     }
 

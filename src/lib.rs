@@ -25,16 +25,16 @@
 //! ```
 //! `ARCHITECTURE.md` states the same steps with what a crash at each one means.
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod http;
 pub mod ingest;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod publish;
 pub mod shutdown;
-pub mod stats;
+pub(crate) mod stats;
 pub mod store;
 
 use std::future::Future;
@@ -61,8 +61,8 @@ pub enum RunError {
 
 /// Where the events are, for the start-up log (never with a password).
 fn store_label(config: &Config) -> String {
-    match &config.store {
-        store::Location::Sqlite => format!("sqlite:{}", config.data_dir.display()),
+    match &config.store.location {
+        store::Location::Sqlite => format!("sqlite:{}", config.store.data_dir.display()),
         store::Location::Postgres(location) => location.to_string(),
     }
 }
@@ -80,7 +80,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
-    let store = store::open(&config.open_options()).await?;
+    let store = store::open(&config.store.open_options()).await?;
     run_on(config, store, listener, shutdown).await
 }
 
@@ -93,20 +93,20 @@ pub async fn run_on(
 ) -> Result<(), RunError> {
     config.validate()?;
     let metrics = metrics::Metrics::new();
-    let (ingest, workers) = Ingest::start(&store, &config.ingest_settings(), &metrics).await?;
+    let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics).await?;
     let state = Arc::new(AppState::new(
         ingest,
         store.clone(),
         config.http_limits(),
-        config.api_tokens()?,
+        config.http.api_tokens()?,
         metrics,
-        config.budgets(),
+        config.http.budgets(),
     ));
     tracing::info!(
         listen = %listener.local_addr()?,
         store = %store_label(&config),
         partitions = store.partitions(),
-        durability = ?config.durability,
+        durability = ?config.store.durability,
         "uts-aggregator ready"
     );
 
@@ -117,7 +117,7 @@ pub async fn run_on(
     let server = http::server::serve(
         listener,
         http::router(state.clone()),
-        config.serve_limits(),
+        config.http.serve_limits(),
         async move {
             shutdown.await;
             signal_state.begin_shutdown();

@@ -15,8 +15,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         None => cli.serve,
     };
     let _log_writer = init_logging(config.log_format);
-    let listener = uts_aggregator::http::server::bind(config.listen, config.listen_backlog)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener =
+        uts_aggregator::http::server::bind(config.http.listen, config.http.listen_backlog)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.listen))?;
     if let Err(e) = uts_aggregator::run(config, listener, uts_aggregator::shutdown::signal()).await
     {
         tracing::error!(error = %e, "uts-aggregator stopped");

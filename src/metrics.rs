@@ -17,19 +17,19 @@ use metrics_exporter_prometheus::{
 
 use crate::stats::Snapshot;
 
-pub const RECEIVED: &str = "aggregator_events_received_total";
-pub const UNIQUE: &str = "aggregator_events_unique_total";
-pub const DUPLICATE: &str = "aggregator_events_duplicate_total";
-pub const REJECTED: &str = "aggregator_events_rejected_total";
-pub const QUEUE_DEPTH: &str = "aggregator_partition_queue_depth";
-pub const PARTITION_UP: &str = "aggregator_partition_up";
-pub const BATCH_SIZE: &str = "aggregator_batch_size";
-pub const COMMIT_DURATION: &str = "aggregator_commit_duration_seconds";
-pub const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
-pub const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
-pub const UPTIME: &str = "aggregator_uptime_seconds";
-pub const BUILD_INFO: &str = "aggregator_build_info";
-pub const HANDLER_PANICS: &str = "aggregator_http_handler_panics_total";
+pub(crate) const RECEIVED: &str = "aggregator_events_received_total";
+pub(crate) const UNIQUE: &str = "aggregator_events_unique_total";
+pub(crate) const DUPLICATE: &str = "aggregator_events_duplicate_total";
+pub(crate) const REJECTED: &str = "aggregator_events_rejected_total";
+pub(crate) const QUEUE_DEPTH: &str = "aggregator_partition_queue_depth";
+pub(crate) const PARTITION_UP: &str = "aggregator_partition_up";
+pub(crate) const BATCH_SIZE: &str = "aggregator_batch_size";
+pub(crate) const COMMIT_DURATION: &str = "aggregator_commit_duration_seconds";
+pub(crate) const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
+pub(crate) const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
+pub(crate) const UPTIME: &str = "aggregator_uptime_seconds";
+pub(crate) const BUILD_INFO: &str = "aggregator_build_info";
+pub(crate) const HANDLER_PANICS: &str = "aggregator_http_handler_panics_total";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[

@@ -15,7 +15,7 @@ use crate::store::Totals;
 
 /// Numbers of one partition, written by its worker and read by HTTP handlers.
 #[derive(Debug, Default)]
-pub struct PartitionStats {
+pub(crate) struct PartitionStats {
     received: AtomicU64,
     unique_processed: AtomicU64,
     duplicate_dropped: AtomicU64,
@@ -26,7 +26,7 @@ pub struct PartitionStats {
 }
 
 impl PartitionStats {
-    pub fn new(totals: Totals) -> Self {
+    pub(crate) fn new(totals: Totals) -> Self {
         let stats = Self::default();
         stats.publish_totals(totals);
         stats.worker_alive.store(true, Ordering::Relaxed);
@@ -36,7 +36,7 @@ impl PartitionStats {
 
     /// Takes in totals from a commit or a read of the shared store. Counters only grow, so a
     /// field never moves back when an older snapshot arrives after a newer one.
-    pub fn publish_totals(&self, totals: Totals) {
+    pub(crate) fn publish_totals(&self, totals: Totals) {
         self.received.fetch_max(totals.received, Ordering::Relaxed);
         self.unique_processed
             .fetch_max(totals.unique_processed, Ordering::Relaxed);
@@ -47,7 +47,7 @@ impl PartitionStats {
     /// Lifetime totals. Each field is exact as of some commit; under concurrent commits the
     /// three may come from neighbouring commits, so read after publishes have returned when
     /// you need `received == unique + duplicate` to the event.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         Totals {
             received: self.received.load(Ordering::Relaxed),
             unique_processed: self.unique_processed.load(Ordering::Relaxed),
@@ -55,19 +55,19 @@ impl PartitionStats {
         }
     }
 
-    pub fn set_worker_alive(&self, alive: bool) {
+    pub(crate) fn set_worker_alive(&self, alive: bool) {
         self.worker_alive.store(alive, Ordering::Relaxed);
     }
 
-    pub fn worker_alive(&self) -> bool {
+    pub(crate) fn worker_alive(&self) -> bool {
         self.worker_alive.load(Ordering::Relaxed)
     }
 
-    pub fn set_store_ok(&self, ok: bool) {
+    pub(crate) fn set_store_ok(&self, ok: bool) {
         self.store_ok.store(ok, Ordering::Relaxed);
     }
 
-    pub fn store_ok(&self) -> bool {
+    pub(crate) fn store_ok(&self) -> bool {
         self.store_ok.load(Ordering::Relaxed)
     }
 }

@@ -137,7 +137,7 @@ fn read_failed(e: crate::store::StoreError) -> ApiError {
     ApiError::Internal
 }
 
-/// The whole API, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
+/// The whole API, without a socket: tests drive it over a real socket.
 pub fn router(state: Arc<AppState>) -> Router {
     let metrics = state.metrics.clone();
     Router::new()

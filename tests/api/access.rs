@@ -29,7 +29,7 @@ async fn every_token_of_the_token_file_is_accepted_and_others_are_not() {
     let file = dir.path().join("tokens");
     std::fs::write(&file, "# rotated 2026-11\n\ntok-new\n  tok-old  \n").unwrap();
     let app = TestApp::builder()
-        .config(|c| c.api_token_file = Some(file))
+        .config(|c| c.http.api_token_file = Some(file))
         .spawn()
         .await;
     assert_eq!(publish_with(&app, Some("tok-new")).await, 200);
@@ -73,7 +73,7 @@ all
     )
     .unwrap();
     let app = TestApp::builder()
-        .config(|c| c.api_token_file = Some(file))
+        .config(|c| c.http.api_token_file = Some(file))
         .spawn()
         .await;
     assert_eq!(publish_with(&app, Some("pub-only")).await, 200);
@@ -125,8 +125,8 @@ bad admin
     )
     .unwrap();
     let mut config = Config::from_defaults();
-    config.data_dir = dir.path().join("data");
-    config.api_token_file = Some(file);
+    config.store.data_dir = dir.path().join("data");
+    config.http.api_token_file = Some(file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = uts_aggregator::run(config, listener, std::future::pending()).await;
     let message = result.unwrap_err().to_string();
@@ -142,8 +142,8 @@ async fn an_empty_token_file_refuses_to_start() {
     let file = dir.path().join("tokens");
     std::fs::write(&file, "# nothing here\n").unwrap();
     let mut config = Config::from_defaults();
-    config.data_dir = dir.path().join("data");
-    config.api_token_file = Some(file);
+    config.store.data_dir = dir.path().join("data");
+    config.http.api_token_file = Some(file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = uts_aggregator::run(config, listener, std::future::pending()).await;
     assert!(

@@ -115,8 +115,8 @@ async fn payload_nested_deeper_than_64_is_422() {
 async fn oversized_bodies_and_batches_are_413() {
     let app = TestApp::builder()
         .config(|c| {
-            c.max_body_bytes = 64 * 1024;
-            c.max_events_per_request = 10;
+            c.http.max_body_bytes = 64 * 1024;
+            c.http.max_events_per_request = 10;
         })
         .spawn()
         .await;

@@ -13,9 +13,9 @@ use crate::support::app::{TestApp, event};
 
 fn short_timeouts() -> impl FnOnce(&mut uts_aggregator::config::Config) {
     |c| {
-        c.header_timeout_secs = 1;
-        c.body_timeout_secs = 1;
-        c.max_connections = 16;
+        c.http.header_timeout_secs = 1;
+        c.http.body_timeout_secs = 1;
+        c.http.max_connections = 16;
     }
 }
 

@@ -12,6 +12,7 @@ mod model;
 mod overload;
 mod pagination;
 mod partition_files;
+mod pg_tls;
 mod prometheus;
 mod publish;
 mod replicas;

@@ -111,7 +111,7 @@ async fn lifetime_counters_continue_after_a_restart(backend: Backend) {
 #[tokio::test]
 async fn metrics_stay_open_when_a_token_is_required() {
     let app = TestApp::builder()
-        .config(|c| c.api_token = Some(Secret::new("t0ken")))
+        .config(|c| c.http.api_token = Some(Secret::new("t0ken")))
         .spawn()
         .await;
     let (text, _) = scrape(&app).await;

@@ -11,10 +11,10 @@ use crate::support::app::{TestApp, event};
 
 fn overloaded() -> impl FnOnce(&mut uts_aggregator::config::Config) {
     |c| {
-        c.queue_capacity = 40;
-        c.max_events_per_request = 20;
-        c.batch_max_events = 1;
-        c.enqueue_timeout_ms = 5;
+        c.ingest.queue_capacity = 40;
+        c.http.max_events_per_request = 20;
+        c.ingest.batch_max_events = 1;
+        c.ingest.enqueue_timeout_ms = 5;
     }
 }
 

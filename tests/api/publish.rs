@@ -173,7 +173,7 @@ async fn health_and_readiness_answer_200_when_running(backend: Backend) {
 #[tokio::test]
 async fn api_token_guards_publish_events_and_stats_but_not_health() {
     let app = TestApp::builder()
-        .config(|c| c.api_token = Some(Secret::new("s3cret")))
+        .config(|c| c.http.api_token = Some(Secret::new("s3cret")))
         .spawn()
         .await;
     let (status, body) = app.publish(&event("t", "1")).await;

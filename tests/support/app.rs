@@ -79,8 +79,8 @@ pub(crate) struct TestApp {
 /// The configuration tests start from: a temp dir is filled in by `spawn`.
 pub(crate) fn test_config() -> Config {
     let mut config = Config::from_defaults();
-    config.partitions = Some(3);
-    config.batch_linger_ms = 0;
+    config.store.partitions = Some(3);
+    config.ingest.batch_linger_ms = 0;
     config
 }
 
@@ -144,16 +144,16 @@ impl TestAppBuilder {
             }
         };
         let mut config = test_config();
-        config.data_dir = data_dir.clone();
+        config.store.data_dir = data_dir.clone();
         if let Some(store) = self.store {
-            config.store = store;
+            config.store.location = store;
         } else if let Some(backend) = self.backend {
-            config.store = backend.new_store();
+            config.store.location = backend.new_store();
         }
         for adjust in self.adjust {
             adjust(&mut config);
         }
-        let store_location = config.store.clone();
+        let store_location = config.store.location.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -165,7 +165,7 @@ impl TestAppBuilder {
         let server = match self.wrap {
             None => tokio::spawn(uts_aggregator::run(config, listener, shutdown)),
             Some(wrap) => {
-                let store = uts_aggregator::store::open(&config.open_options())
+                let store = uts_aggregator::store::open(&config.store.open_options())
                     .await
                     .expect("open the store");
                 tokio::spawn(uts_aggregator::run_on(

@@ -209,6 +209,33 @@ impl PgServer {
         }
     }
 
+    /// Restarts the server with TLS on (`ssl = on`), presenting `cert_pem` with `key_pem`.
+    pub(crate) fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        self.stop();
+        let data = self.data_dir();
+        let write = |name: &str, text: &str| std::fs::write(data.join(name), text);
+        write("server.crt", cert_pem).map_err(|e| e.to_string())?;
+        write("server.key", key_pem).map_err(|e| e.to_string())?;
+        let conf =
+            std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
+        write("postgresql.conf", &format!("{conf}\nssl = on\n")).map_err(|e| e.to_string())?;
+        let key = data.join("server.key");
+        let mut steps = vec![Command::new("chmod").arg("600").arg(&key).status()];
+        if let Some(user) = &self.user {
+            steps.push(
+                Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .arg(data.join("server.crt"))
+                    .arg(&key)
+                    .status(),
+            );
+        }
+        if !steps.into_iter().all(|s| s.is_ok_and(|s| s.success())) {
+            return Err("cannot hand the certificate files to the server's user".into());
+        }
+        self.run()
+    }
+
     /// Fast shutdown: open connections are cut, like a crash of the server as far as its
     /// clients can tell (a committed transaction survives, as after any restart).
     pub(crate) fn stop(&mut self) {

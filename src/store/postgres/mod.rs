@@ -25,6 +25,7 @@
 
 mod reader;
 mod schema;
+mod tls;
 mod writer;
 
 use std::fmt;
@@ -50,6 +51,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PgLocation {
     config: Arc<tokio_postgres::Config>,
+    tls: tls::TlsSettings,
     /// `user@host:port/dbname`, for logs and errors.
     label: String,
 }
@@ -61,8 +63,10 @@ impl FromStr for PgLocation {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("expected a postgres:// or postgresql:// URL".into());
         }
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (tls, url) = tls::TlsSettings::split_url(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+        config.ssl_mode(tls.ssl_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(POOL_TIMEOUT);
         }
@@ -89,6 +93,7 @@ impl FromStr for PgLocation {
         );
         Ok(Self {
             config: Arc::new(config),
+            tls,
             label,
         })
     }
@@ -163,14 +168,23 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, migrates (one replica at a time) and reads or pins the partition count.
     pub async fn open(location: &PgLocation, options: &OpenOptions) -> Result<Self, StoreError> {
-        let manager = Manager::from_config(
-            (*location.config).clone(),
-            NoTls,
-            ManagerConfig {
-                // Discard connections PostgreSQL closed (a restart) when they come back.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            // Discard connections PostgreSQL closed (a restart) when they come back.
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let pg_config = (*location.config).clone();
+        let connector = location
+            .tls
+            .connector()
+            .map_err(|reason| StoreError::Postgres {
+                location: location.label.clone(),
+                what: "TLS settings",
+                reason,
+            })?;
+        let manager = match connector {
+            Some(tls) => Manager::from_config(pg_config, tls, manager_config),
+            None => Manager::from_config(pg_config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -210,10 +224,7 @@ impl PgStore {
                     },
                 })?
         };
-        Ok(Self {
-            shared,
-            partitions,
-        })
+        Ok(Self { shared, partitions })
     }
 }
 
