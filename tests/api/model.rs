@@ -104,6 +104,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
+    #[cfg_attr(
+        no_postgres,
+        ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    )]
     fn stored_set_and_counters_match_a_hashset_model_on_postgres(ops in prop::collection::vec(op(), 1..25)) {
         if let Some(backend) = Backend::postgres("model::on_postgres") {
             let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -81,11 +81,19 @@ async fn overlapping_publishes_on(count: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn two_replicas_publishing_overlapping_events_agree_exactly() {
     overlapping_publishes_on(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn three_replicas_publishing_overlapping_events_agree_exactly() {
     overlapping_publishes_on(3).await;
 }
@@ -94,6 +102,10 @@ async fn three_replicas_publishing_overlapping_events_agree_exactly() {
 /// through alternating replicas keeps publish order (each publish returns after its commit,
 /// so the next one commits later and must get the next seq).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn a_resend_to_another_replica_is_a_duplicate_and_order_follows_commits() {
     let Some(apps) = replicas("replicas::resend", 2).await else {
         return;
@@ -119,6 +131,10 @@ async fn a_resend_to_another_replica_is_a_duplicate_and_order_follows_commits() 
 /// serving; then every acknowledged event — from either — is stored exactly once, the
 /// shared counters add up, and re-sending everything duplicates only what was acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
     let Some(server) = pg::shared("replicas::sigkill") else {
         return;
@@ -166,6 +182,10 @@ async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
 /// publishes get 503 while it is down, readiness goes red and then green again without a
 /// restart of the service, and no acknowledged event is lost or stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     let Some(mut server) = pg::private("replicas::postgres_restart") else {
         return;
@@ -230,6 +250,10 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
 /// Start-up failures on the PostgreSQL store name the cause and never print the password:
 /// an unreachable server, and a partition count other than the one pinned in the database.
 #[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
     let binary = env!("CARGO_BIN_EXE_uts-aggregator");
     let unreachable = format!(
@@ -276,6 +300,10 @@ async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
 async fn a_damaged_postgres_store_is_refused_at_start() {
     let Some(server) = pg::shared("replicas::damaged_store") else {
         return;

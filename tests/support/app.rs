@@ -53,6 +53,10 @@ macro_rules! on_every_store {
                 run(crate::support::app::Backend::Sqlite).await
             }
             #[tokio::test]
+            #[cfg_attr(
+                no_postgres,
+                ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+            )]
             async fn postgres() {
                 if let Some(backend) = crate::support::app::Backend::postgres(module_path!()) {
                     run(backend).await
