@@ -7,6 +7,7 @@ use std::path::Path;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_postgres)");
     println!("cargo::rustc-check-cfg=cfg(no_prometheus)");
+    println!("cargo::rustc-check-cfg=cfg(no_python)");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=AGG_TEST_PG_BIN");
     println!("cargo::rerun-if-env-changed=PATH");
@@ -21,6 +22,9 @@ fn main() {
     }
     if !on_path("prometheus") {
         println!("cargo::rustc-cfg=no_prometheus");
+    }
+    if !on_path("python3") {
+        println!("cargo::rustc-cfg=no_python");
     }
 }
 

@@ -769,7 +769,8 @@ fn load(
 ) -> PublishArgs {
     PublishArgs {
         url: Vec::new(),
-        count: 0,
+        count: None,
+        deadline: None,
         duration,
         dup_ratio: 0.0,
         batch_size,

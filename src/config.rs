@@ -55,6 +55,8 @@ pub enum Command {
     Serve(Config),
     /// Generate load against a running service and check its counts.
     Publish(crate::publish::PublishArgs),
+    /// Import the Python prototype's events (its dedup.db) into a running service.
+    ImportSeed(crate::import::ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,8 +93,9 @@ pub struct Config {
 /// Serving HTTP: the socket, connections, timeouts, request and page limits, memory budgets, access.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
-    /// Address to listen on.
-    #[arg(long, env = "AGG_LISTEN", default_value = DEFAULT_LISTEN)]
+    /// Address to listen on: `host:port` (an IP or a name such as `localhost`), or `:port`
+    /// for every interface.
+    #[arg(long, env = "AGG_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Connections the kernel queues before the service accepts them (listen backlog; the
@@ -227,6 +230,32 @@ pub struct StoreArgs {
     /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
     #[arg(long, env = "AGG_STORE_POOL_SIZE", default_value_t = DEFAULT_STORE_POOL_SIZE)]
     pub store_pool_size: usize,
+}
+
+/// `--listen`: `ip:port`, `name:port` (resolved now; the first address wins) or `:port`.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    const EXPECTED: &str = "expected host:port, e.g. 0.0.0.0:8080, localhost:8080 or :8080";
+    let value = value.trim();
+    if let Some(port) = value.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("bad port {port:?}; {EXPECTED}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(address) = value.parse() {
+        return Ok(address);
+    }
+    let Some((_, port)) = value.rsplit_once(':') else {
+        return Err(format!("no port in {value:?}; {EXPECTED}"));
+    };
+    port.parse::<u16>()
+        .map_err(|_| format!("bad port {port:?}; {EXPECTED}"))?;
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {value:?}: {e}; {EXPECTED}"))?
+        .next()
+        .ok_or_else(|| format!("{value:?} resolves to no address; {EXPECTED}"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -421,5 +450,29 @@ impl StoreArgs {
     /// The partition count for a new data dir when `--partitions` is unset.
     pub fn default_partitions() -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_addresses_names_and_a_bare_port() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9000"),
+            Ok("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(parse_listen(":8080"), Ok("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(
+            parse_listen("[::1]:8080"),
+            Ok("[::1]:8080".parse().unwrap())
+        );
+        let local = parse_listen("localhost:8080").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        for bad in ["8080", "localhost", ":http", "host:99999"] {
+            let error = parse_listen(bad).unwrap_err();
+            assert!(error.contains("expected host:port"), "{bad}: {error}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`stats`]: the numbers behind `/stats` and `/metrics`.
 //! - [`metrics`]: every exported metric, described once; Prometheus rendering.
 //! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
+//! - [`import`]: `uts-aggregator import-seed`, the prototype's events into a running service.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
 //! # Data flow
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub(crate) mod metrics;
 pub mod publish;

@@ -1,6 +1,8 @@
 //! Sending a plan: closed loop (`concurrency` requests always in flight) or open loop (a fixed
 //! rate, latency measured from each request's scheduled time so a slow server cannot hide
-//! its queueing). 503s and connection errors are retried with capped exponential backoff.
+//! its queueing). 503s and connection errors are retried with capped exponential backoff, never
+//! sooner than `Retry-After`. The run ends early at its deadline or on a signal, with what was
+//! answered so far.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::plan::Plan;
@@ -22,6 +25,8 @@ pub struct LoadSpec {
     /// Open loop at this many events per second; `None` = closed loop, as fast as possible.
     pub rate: Option<f64>,
     pub duration: Option<Duration>,
+    /// The whole run, retries included, ends here: whatever is unanswered then is failed.
+    pub deadline: Option<Duration>,
     pub api_token: Option<String>,
     /// Retries of one request after a 503 or a connection error before giving up on it.
     pub max_retries: u32,
@@ -38,8 +43,21 @@ pub struct LoadResult {
     /// Every attempt's outcome: status code, or "error" for a transport failure.
     pub statuses: BTreeMap<String, u64>,
     pub retries: u64,
-    /// Requests given up after `max_retries` or answered with another status.
+    /// Requests given up after `max_retries`, answered with another status, or unanswered
+    /// when the run was cut short.
     pub failed_requests: u64,
+    /// Why the run ended before every request was answered, if it did.
+    pub cut_short: Option<CutShort>,
+}
+
+/// Why a run ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutShort {
+    /// `--deadline` passed.
+    Deadline,
+    /// SIGINT or SIGTERM.
+    Signal,
 }
 
 struct Shared {
@@ -50,7 +68,14 @@ struct Shared {
     progress: ProgressBar,
 }
 
-pub(super) async fn drive(plan: Arc<Plan>, spec: LoadSpec, progress: ProgressBar) -> LoadResult {
+/// Sends the plan; ends early (with what was answered so far) at the deadline or when `stop`
+/// completes (a signal).
+pub(super) async fn drive(
+    plan: Arc<Plan>,
+    spec: LoadSpec,
+    progress: ProgressBar,
+    stop: impl std::future::Future<Output = ()>,
+) -> LoadResult {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(spec.concurrency)
         .tcp_nodelay(true)
@@ -68,45 +93,71 @@ pub(super) async fn drive(plan: Arc<Plan>, spec: LoadSpec, progress: ProgressBar
         progress,
     });
     let start = Instant::now();
-    let deadline = shared.spec.duration.map(|d| start + d);
-    match shared.spec.rate {
-        None => closed_loop(&shared, deadline).await,
-        Some(rate) => open_loop(&shared, start, deadline, rate).await,
-    }
+    let sending_ends = shared.spec.duration.map(|d| start + d);
+    let run_ends = shared.spec.deadline.map(|d| start + d);
+    let mut senders = JoinSet::new();
+    let load = async {
+        match shared.spec.rate {
+            None => closed_loop(&shared, sending_ends, &mut senders).await,
+            Some(rate) => open_loop(&shared, start, sending_ends, rate, &mut senders).await,
+        }
+        while let Some(joined) = senders.join_next().await {
+            // A panicking sender is a bug in this tool; surface it.
+            joined.expect("sender task panicked");
+        }
+    };
+    let cut_short = tokio::select! {
+        () = load => None,
+        () = sleep_until_or_forever(run_ends) => Some(CutShort::Deadline),
+        () = stop => Some(CutShort::Signal),
+    };
+    // Dropping the set aborts the senders still waiting for an answer.
+    senders.abort_all();
+    while senders.join_next().await.is_some() {}
     let mut result = std::mem::take(&mut *shared.result.lock().await);
+    if cut_short.is_some() {
+        result.failed_requests = result.acked.iter().filter(|a| !**a).count() as u64;
+    }
+    result.cut_short = cut_short;
     result.elapsed = start.elapsed();
     shared.progress.finish_and_clear();
     result
 }
 
-async fn closed_loop(shared: &Arc<Shared>, deadline: Option<Instant>) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..shared.spec.concurrency.max(1))
-        .map(|_| {
-            let shared = shared.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= shared.plan.bodies.len()
-                        || deadline.is_some_and(|d| Instant::now() >= d)
-                    {
-                        break;
-                    }
-                    send(&shared, index, Instant::now()).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        // A panicking sender is a bug in this tool; surface it.
-        worker.await.expect("sender task panicked");
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
-async fn open_loop(shared: &Arc<Shared>, start: Instant, deadline: Option<Instant>, rate: f64) {
+async fn closed_loop(shared: &Arc<Shared>, deadline: Option<Instant>, senders: &mut JoinSet<()>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..shared.spec.concurrency.max(1) {
+        let shared = shared.clone();
+        let next = next.clone();
+        senders.spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= shared.plan.bodies.len()
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    break;
+                }
+                send(&shared, index, Instant::now()).await;
+            }
+        });
+    }
+}
+
+async fn open_loop(
+    shared: &Arc<Shared>,
+    start: Instant,
+    deadline: Option<Instant>,
+    rate: f64,
+    senders: &mut JoinSet<()>,
+) {
     let in_flight = Arc::new(Semaphore::new(shared.spec.concurrency.max(1)));
-    let mut tasks = Vec::new();
     for index in 0..shared.plan.bodies.len() {
         let events_before: usize = index * shared.plan.keys.first().map_or(1, Vec::len);
         let scheduled = start + Duration::from_secs_f64(events_before as f64 / rate.max(1e-9));
@@ -121,13 +172,12 @@ async fn open_loop(shared: &Arc<Shared>, start: Instant, deadline: Option<Instan
             .await
             .expect("semaphore open");
         let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
+        senders.spawn(async move {
             send(&shared, index, scheduled).await;
             drop(permit);
-        }));
-    }
-    for task in tasks {
-        task.await.expect("sender task panicked");
+        });
+        // Reap finished senders as we go, so a long open-loop run holds only those in flight.
+        while senders.try_join_next().is_some() {}
     }
 }
 
@@ -187,13 +237,14 @@ async fn send(shared: &Shared, index: usize, since: Instant) {
     }
 }
 
-/// 25 ms doubling per attempt, with ±50% jitter, capped at the server's `Retry-After`
-/// (default 1 s) so a polite client never waits longer than asked.
-fn backoff(attempt: u32, retry_after_secs: Option<u64>) -> Duration {
-    let cap = Duration::from_secs(retry_after_secs.unwrap_or(1).max(1));
+/// 25 ms doubling per attempt with ±50% jitter, at most 2 s; never sooner than the server's
+/// `Retry-After`, which is the least a polite client waits.
+pub(crate) fn backoff(attempt: u32, retry_after_secs: Option<u64>) -> Duration {
     let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(10));
-    let jittered = base.mul_f64(0.5 + fastrand::f64());
-    jittered.min(cap)
+    let jittered = base
+        .mul_f64(0.5 + fastrand::f64())
+        .min(Duration::from_secs(2));
+    jittered.max(Duration::from_secs(retry_after_secs.unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -201,9 +252,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_respects_retry_after() {
+    fn backoff_grows_and_waits_at_least_retry_after() {
         assert!(backoff(1, None) <= Duration::from_millis(75));
-        assert_eq!(backoff(20, None), Duration::from_secs(1));
+        assert_eq!(backoff(20, None), Duration::from_secs(2));
+        assert_eq!(backoff(1, Some(1)), Duration::from_secs(1));
         assert_eq!(backoff(20, Some(3)), Duration::from_secs(3));
     }
 }

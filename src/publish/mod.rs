@@ -6,7 +6,8 @@ mod load;
 mod plan;
 mod report;
 
-pub use load::{LoadResult, LoadSpec};
+pub(crate) use load::backoff;
+pub use load::{CutShort, LoadResult, LoadSpec};
 pub use plan::{Plan, PlanSpec};
 pub use report::{Check, Report};
 
@@ -25,12 +26,17 @@ pub struct PublishArgs {
     /// round-robin over replicas of one shared store. `/stats` is checked on the first.
     #[arg(long, env = "AGG_URL", value_delimiter = ',', num_args = 1.., default_value = "http://127.0.0.1:8080")]
     pub url: Vec<String>,
-    /// Events to send (with --duration: the most that are pre-built).
-    #[arg(long, default_value_t = 5_000)]
-    pub count: usize,
-    /// Stop after this many seconds even if events remain.
+    /// Events to send [default: 5000; with --duration, rate × duration in open loop, or
+    /// 500000 in closed loop (events are pre-built, about 200 bytes each)].
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Stop sending after this many seconds even if events remain.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// The whole run, retries included, ends after this many seconds; unanswered requests
+    /// then count as failed [default: --duration + 60, or 300].
+    #[arg(long)]
+    pub deadline: Option<f64>,
     /// Fraction of events that are re-sends of earlier ones (0.0..=1.0).
     #[arg(long, default_value_t = 0.2)]
     pub dup_ratio: f64,
@@ -69,10 +75,52 @@ pub struct PublishArgs {
     pub json: bool,
 }
 
+/// Events pre-built for a closed-loop `--duration` run without `--count`.
+const DURATION_ONLY_COUNT: usize = 500_000;
+
 impl PublishArgs {
+    /// `--count`, or what `--duration` (and `--rate`) imply.
+    pub fn event_count(&self) -> usize {
+        match (self.count, self.duration, self.rate) {
+            (Some(count), _, _) => count,
+            (None, Some(secs), Some(rate)) => (secs * rate).ceil().max(1.0) as usize,
+            (None, Some(_), None) => DURATION_ONLY_COUNT,
+            (None, None, _) => 5_000,
+        }
+    }
+
+    /// `--deadline`, or its default.
+    pub fn run_deadline(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.deadline
+                .unwrap_or_else(|| self.duration.map_or(300.0, |d| d + 60.0))
+                .max(0.001),
+        )
+    }
+
+    /// Checks every `--url` is an absolute `http://` URL; returns them without a trailing `/`.
+    pub fn base_urls(&self) -> anyhow::Result<Vec<String>> {
+        anyhow::ensure!(!self.url.is_empty(), "--url needs at least one URL");
+        self.url
+            .iter()
+            .map(|url| {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--url {url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080"
+                    )
+                })?;
+                anyhow::ensure!(
+                    parsed.scheme() == "http" && parsed.host().is_some(),
+                    "--url {url:?}: expected an http:// URL with a host, e.g. http://127.0.0.1:8080"
+                );
+                Ok(url.trim_end_matches('/').to_string())
+            })
+            .collect()
+    }
+
     pub fn plan_spec(&self) -> PlanSpec {
         PlanSpec {
-            count: self.count,
+            count: self.event_count(),
             dup_ratio: self.dup_ratio,
             batch_size: self.batch_size,
             topics: self.topics,
@@ -87,26 +135,38 @@ impl PublishArgs {
 
 /// Runs a whole load and returns its report; prints nothing but the progress bar.
 pub async fn run(args: &PublishArgs) -> anyhow::Result<Report> {
+    run_until(args, std::future::pending()).await
+}
+
+/// [`run`], cut short (with a partial report) when `stop` completes: a signal.
+pub async fn run_until(
+    args: &PublishArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Report> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.dup_ratio),
         "--dup-ratio must be within 0.0..=1.0"
     );
     anyhow::ensure!(
-        args.count > 0 && args.batch_size > 0 && args.concurrency > 0,
+        args.event_count() > 0 && args.batch_size > 0 && args.concurrency > 0,
         "--count, --batch-size and --concurrency must be at least 1"
     );
+    args.base_urls()?;
     let plan = Arc::new(Plan::build(&args.plan_spec()));
-    run_plan(args, plan).await
+    run_plan_until(args, plan, stop).await
 }
 
 /// Runs a pre-built plan (the benchmark builds plans outside its timed section).
 pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Report> {
-    let bases: Vec<String> = args
-        .url
-        .iter()
-        .map(|u| u.trim_end_matches('/').to_string())
-        .collect();
-    anyhow::ensure!(!bases.is_empty(), "--url needs at least one URL");
+    run_plan_until(args, plan, std::future::pending()).await
+}
+
+async fn run_plan_until(
+    args: &PublishArgs,
+    plan: Arc<Plan>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Report> {
+    let bases = args.base_urls()?;
     let base = bases[0].clone();
     let client = reqwest::Client::new();
     let read_token = args.read_token.as_deref().or(args.api_token.as_deref());
@@ -132,12 +192,14 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
         concurrency: args.concurrency,
         rate: args.rate,
         duration: args.duration.map(Duration::from_secs_f64),
+        deadline: Some(args.run_deadline()),
         api_token: args.api_token.clone(),
         max_retries: args.max_retries,
     };
-    let result = load::drive(plan.clone(), spec, progress).await;
+    let result = load::drive(plan.clone(), spec, progress, stop).await;
 
-    let check = match before {
+    // A run cut short leaves requests whose outcome is unknown: nothing exact to check.
+    let check = match before.filter(|_| result.cut_short.is_none()) {
         None => None,
         Some(before) => {
             let after = stats(&client, &base, read_token).await?;
@@ -147,13 +209,18 @@ pub async fn run_plan(args: &PublishArgs, plan: Arc<Plan>) -> anyhow::Result<Rep
                 expected_received,
                 expected_unique,
                 expected_duplicate,
-                received: after.0 - before.0,
-                unique: after.1 - before.1,
-                duplicate: after.2 - before.2,
+                received: delta(after.0, before.0),
+                unique: delta(after.1, before.1),
+                duplicate: delta(after.2, before.2),
             })
         }
     };
     Ok(Report::new(&plan, result, check))
+}
+
+/// How much a counter grew; negative when it went back (the service restarted onto other data).
+fn delta(after: u64, before: u64) -> i64 {
+    i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX)
 }
 
 /// (received, unique_processed, duplicate_dropped) from `/stats`.
@@ -169,7 +236,7 @@ async fn stats(
     let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {base}/stats"))?;
+        .with_context(|| format!("cannot reach {base}/stats (is the service running there?)"))?;
     let status = response.status();
     anyhow::ensure!(
         status.is_success(),

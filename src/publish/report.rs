@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::load::LoadResult;
+use super::load::{CutShort, LoadResult};
 use super::plan::Plan;
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,8 +19,12 @@ pub struct Report {
     pub statuses: BTreeMap<String, u64>,
     pub retries: u64,
     pub failed_requests: u64,
+    /// Why the run ended before every request was answered, if it did.
+    pub cut_short: Option<CutShort>,
     /// `None` when the check was skipped.
     pub check: Option<Check>,
+    /// What to do about the failures seen, in words.
+    pub hints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -31,26 +35,79 @@ pub struct Latency {
     pub max: f64,
 }
 
-/// `/stats` deltas over the run next to what the acknowledged requests imply.
+/// `/stats` deltas over the run next to what the acknowledged requests imply. A delta is
+/// negative when the service's counters went back during the run (it restarted onto a new
+/// data dir).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Check {
     pub expected_received: u64,
     pub expected_unique: u64,
     pub expected_duplicate: u64,
-    pub received: u64,
-    pub unique: u64,
-    pub duplicate: u64,
+    pub received: i64,
+    pub unique: i64,
+    pub duplicate: i64,
 }
 
 impl Check {
     pub fn passed(&self) -> bool {
+        let expected = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         (self.received, self.unique, self.duplicate)
             == (
-                self.expected_received,
-                self.expected_unique,
-                self.expected_duplicate,
+                expected(self.expected_received),
+                expected(self.expected_unique),
+                expected(self.expected_duplicate),
             )
     }
+
+    fn went_back(&self) -> bool {
+        self.received < 0 || self.unique < 0 || self.duplicate < 0
+    }
+}
+
+/// Advice for what the run saw: missing or weak tokens, other rejections, a cut-short run, a
+/// service that restarted mid-run.
+fn hints(
+    statuses: &BTreeMap<String, u64>,
+    cut_short: Option<CutShort>,
+    check: Option<&Check>,
+) -> Vec<String> {
+    let mut hints = Vec::new();
+    if statuses.contains_key("401") {
+        hints.push(
+            "401: the service wants a token; pass --api-token (or set AGG_API_TOKEN)".to_string(),
+        );
+    }
+    if statuses.contains_key("403") {
+        hints.push("403: the token lacks the publish scope".to_string());
+    }
+    for status in statuses
+        .keys()
+        .filter(|s| s.starts_with('4') && !["401", "403"].contains(&s.as_str()))
+    {
+        hints.push(format!(
+            "{status}: the service rejected requests; see its reply with curl"
+        ));
+    }
+    if statuses.contains_key("error") {
+        hints.push("error: connections failed or were cut (is the service running?)".to_string());
+    }
+    match cut_short {
+        Some(CutShort::Deadline) => hints.push(
+            "the --deadline passed before every request was answered; the check was skipped"
+                .to_string(),
+        ),
+        Some(CutShort::Signal) => {
+            hints.push("interrupted by a signal; the check was skipped".to_string());
+        }
+        None => {}
+    }
+    if check.is_some_and(Check::went_back) {
+        hints.push(
+            "the service's counters went back during the run: it restarted onto other data"
+                .to_string(),
+        );
+    }
+    hints
 }
 
 /// (received, unique, duplicate) that the acknowledged bodies must have produced on a service
@@ -93,16 +150,20 @@ impl Report {
                     .last()
                     .map_or(0.0, |&us| us as f64 / 1000.0),
             },
+            hints: hints(&load.statuses, load.cut_short, check.as_ref()),
             statuses: load.statuses,
             retries: load.retries,
             failed_requests: load.failed_requests,
+            cut_short: load.cut_short,
             check,
         }
     }
 
     /// True when every request was acknowledged and the check (if run) passed.
     pub fn ok(&self) -> bool {
-        self.failed_requests == 0 && self.check.is_none_or(|c| c.passed())
+        self.failed_requests == 0
+            && self.cut_short.is_none()
+            && self.check.is_none_or(|c| c.passed())
     }
 
     pub fn print_human(&self) {
@@ -136,6 +197,9 @@ impl Report {
                 c.duplicate,
                 c.expected_duplicate
             ),
+        }
+        for hint in &self.hints {
+            println!("hint             {hint}");
         }
     }
 }

@@ -3,10 +3,12 @@
 mod access;
 mod attacks;
 mod bad_input;
+mod cli;
 mod concurrency;
 mod crash;
 mod faults;
 mod hostile;
+mod import_seed;
 mod metrics;
 mod model;
 mod overload;

@@ -86,7 +86,8 @@ async fn the_load_generator_retries_503s_and_ends_with_exact_counts() {
     let app = TestApp::builder().config(overloaded()).spawn().await;
     let args = PublishArgs {
         url: vec![app.address.clone()],
-        count: 3_000,
+        count: Some(3_000),
+        deadline: None,
         duration: None,
         dup_ratio: 0.2,
         batch_size: 20,

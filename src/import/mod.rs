@@ -1,0 +1,342 @@
+//! `uts-aggregator import-seed`: moves the Python prototype's events into a running service.
+//!
+//! Reads the prototype's SQLite table `events(topic, event_id, timestamp, source, payload)` in
+//! insertion (rowid) order, turns each row into an event (payload: Python `str()` of a dict,
+//! or JSON), checks it as the service would, and publishes the good ones in batches through
+//! `POST /publish`, so every guarantee of a publish holds (also against PostgreSQL replicas).
+//! Rerunning is harmless: what is already stored comes back as `already_present`.
+
+pub mod pylit;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rusqlite::OpenFlags;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::event::parse_publish_body;
+
+/// Settings of `uts-aggregator import-seed`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The prototype's SQLite database (its `./data/dedup.db`); opened read-only.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Base URL of the running service.
+    #[arg(long, env = "AGG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token with the `publish` scope.
+    #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Events per publish request (at most the service's --max-events-per-request).
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an import did. `read = stored + already_present + failed`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub read: u64,
+    pub stored: u64,
+    pub already_present: u64,
+    pub failed: u64,
+    /// Each failed row: its rowid and why.
+    pub failures: Vec<RowFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RowFailure {
+    pub rowid: i64,
+    pub reason: String,
+}
+
+impl Summary {
+    /// The last line is the one scripts read: `read=N stored=N already_present=N failed=N`.
+    pub fn print_human(&self) {
+        for failure in &self.failures {
+            println!("row {} failed: {}", failure.rowid, failure.reason);
+        }
+        println!(
+            "read={} stored={} already_present={} failed={}",
+            self.read, self.stored, self.already_present, self.failed
+        );
+    }
+}
+
+/// One row of the prototype's table.
+struct Row {
+    rowid: i64,
+    topic: Option<String>,
+    event_id: Option<String>,
+    timestamp: Option<String>,
+    source: Option<String>,
+    payload: Option<String>,
+}
+
+/// Reads, converts and publishes every row; returns the summary (failed rows included).
+/// Errors only when the database cannot be read or the service cannot be reached for good.
+pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    let base = args.url.trim_end_matches('/').to_string();
+    let parsed = reqwest::Url::parse(&base).map_err(|e| {
+        anyhow::anyhow!("--url {base:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
+    })?;
+    anyhow::ensure!(
+        parsed.scheme() == "http" && parsed.host().is_some(),
+        "--url {base:?}: expected an http:// URL with a host"
+    );
+    let db = open(&args.from)?;
+    let total: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .with_context(|| {
+            format!(
+                "{} has no prototype table events(topic, event_id, timestamp, source, payload)",
+                args.from.display()
+            )
+        })?;
+    let progress = if std::io::stderr().is_terminal() && !args.json {
+        ProgressBar::new(u64::try_from(total).unwrap_or(0)).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
+                .expect("the template is valid"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let publisher = Publisher {
+        client: reqwest::Client::new(),
+        url: format!("{base}/publish"),
+        token: args.api_token.clone(),
+    };
+    let mut summary = Summary::default();
+    let mut batch: Vec<(i64, Value)> = Vec::with_capacity(args.batch_size);
+    let mut after = i64::MIN;
+    // Pages of rows by rowid, so memory stays flat whatever the table's size.
+    while let Some(rows) = read_page(&db, &args.from, after)? {
+        after = rows.last().map_or(after, |r| r.rowid);
+        for row in rows {
+            summary.read += 1;
+            progress.inc(1);
+            match to_event(&row, &now) {
+                Ok(event) => batch.push((row.rowid, event)),
+                Err(reason) => summary.failures.push(RowFailure {
+                    rowid: row.rowid,
+                    reason,
+                }),
+            }
+            if batch.len() == args.batch_size {
+                publisher
+                    .publish(&std::mem::take(&mut batch), &mut summary)
+                    .await?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        publisher.publish(&batch, &mut summary).await?;
+    }
+    progress.finish_and_clear();
+    summary.failures.sort_by_key(|f| f.rowid);
+    summary.failed = summary.failures.len() as u64;
+    Ok(summary)
+}
+
+fn open(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    anyhow::ensure!(
+        path.is_file(),
+        "{} does not exist or is not a file",
+        path.display()
+    );
+    rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Rows read per query.
+const PAGE_ROWS: i64 = 5_000;
+
+/// The next rows after rowid `after`, in rowid order; `None` past the last.
+fn read_page(
+    db: &rusqlite::Connection,
+    path: &std::path::Path,
+    after: i64,
+) -> anyhow::Result<Option<Vec<Row>>> {
+    let mut statement = db
+        .prepare_cached(
+            "SELECT rowid, topic, event_id, timestamp, source, payload FROM events \
+             WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )
+        .with_context(|| {
+            format!(
+                "{} has no prototype table events(topic, event_id, timestamp, source, payload)",
+                path.display()
+            )
+        })?;
+    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<String>> {
+        // The prototype wrote TEXT; a number or blob there is read as its text.
+        Ok(match row.get_ref(i)? {
+            rusqlite::types::ValueRef::Null => None,
+            rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+            rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                Some(String::from_utf8_lossy(t).into_owned())
+            }
+        })
+    };
+    let rows = statement
+        .query_map([after, PAGE_ROWS], |row| {
+            Ok(Row {
+                rowid: row.get(0)?,
+                topic: text(row, 1)?,
+                event_id: text(row, 2)?,
+                timestamp: text(row, 3)?,
+                source: text(row, 4)?,
+                payload: text(row, 5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((!rows.is_empty()).then_some(rows))
+}
+
+/// The row as an event the service accepts, or why not.
+fn to_event(row: &Row, now: &str) -> Result<Value, String> {
+    let topic = row.topic.as_deref().ok_or("topic is NULL")?;
+    let event_id = row.event_id.as_deref().ok_or("event_id is NULL")?;
+    let payload_text = row.payload.as_deref().ok_or("payload is NULL")?;
+    let payload = pylit::parse(payload_text).or_else(|python| {
+        serde_json::from_str::<Value>(payload_text)
+            .map_err(|_| format!("payload is neither a Python literal ({python}) nor JSON"))
+    })?;
+    if !payload.is_object() {
+        return Err("payload is not a dict".into());
+    }
+    let event = json!({
+        "topic": topic,
+        "event_id": event_id,
+        "timestamp": row.timestamp.as_deref().unwrap_or(now),
+        "source": row.source.as_deref().unwrap_or(""),
+        "payload": payload,
+    });
+    // The service's own validation, so one bad row never fails the batch it travels in.
+    let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+    parse_publish_body(&body, 1).map_err(|e| e.to_string())?;
+    Ok(event)
+}
+
+struct Publisher {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+/// How long one batch may keep being retried (503s, connection errors) before the import stops.
+const BATCH_DEADLINE: Duration = Duration::from_secs(120);
+
+impl Publisher {
+    /// Publishes `batch`, adding its outcome to `summary`. A 422 (the service's rules differ
+    /// from this build's) is resolved event by event, so only the bad rows fail.
+    async fn publish(&self, batch: &[(i64, Value)], summary: &mut Summary) -> anyhow::Result<()> {
+        let events: Vec<&Value> = batch.iter().map(|(_, e)| e).collect();
+        match self.post(&events).await? {
+            Reply::Counted { unique, duplicate } => {
+                summary.stored += unique;
+                summary.already_present += duplicate;
+            }
+            Reply::Rejected(reason) if batch.len() > 1 => {
+                tracing::debug!(%reason, "batch rejected; publishing its events one by one");
+                for (rowid, event) in batch {
+                    match self.post(&[event]).await? {
+                        Reply::Counted { unique, duplicate } => {
+                            summary.stored += unique;
+                            summary.already_present += duplicate;
+                        }
+                        Reply::Rejected(reason) => summary.failures.push(RowFailure {
+                            rowid: *rowid,
+                            reason,
+                        }),
+                    }
+                }
+            }
+            Reply::Rejected(reason) => summary.failures.push(RowFailure {
+                rowid: batch[0].0,
+                reason,
+            }),
+        }
+        Ok(())
+    }
+
+    async fn post(&self, events: &[&Value]) -> anyhow::Result<Reply> {
+        let body = serde_json::to_vec(events)?;
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let retry_after = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    let reply: Value = response.json().await.unwrap_or(Value::Null);
+                    match status {
+                        200 => {
+                            let count = |k: &str| reply[k].as_u64().unwrap_or(0);
+                            return Ok(Reply::Counted {
+                                unique: count("unique_processed"),
+                                duplicate: count("duplicate_dropped"),
+                            });
+                        }
+                        400 | 413 | 422 => {
+                            return Ok(Reply::Rejected(format!("{status}: {reply}")));
+                        }
+                        401 => anyhow::bail!(
+                            "{}: 401, the service wants a token; pass --api-token (or set AGG_API_TOKEN)",
+                            self.url
+                        ),
+                        403 => {
+                            anyhow::bail!("{}: 403, the token lacks the publish scope", self.url)
+                        }
+                        503 => retry_after,
+                        other => anyhow::bail!("{}: unexpected {other}: {reply}", self.url),
+                    }
+                }
+                Err(e) if started.elapsed() > BATCH_DEADLINE => {
+                    anyhow::bail!("cannot reach {} for {BATCH_DEADLINE:?}: {e}", self.url)
+                }
+                Err(_) => None,
+            };
+            anyhow::ensure!(
+                started.elapsed() < BATCH_DEADLINE,
+                "{} kept answering 503 for {BATCH_DEADLINE:?}",
+                self.url
+            );
+            attempt += 1;
+            tokio::time::sleep(crate::publish::backoff(attempt, retry_after)).await;
+        }
+    }
+}
+
+enum Reply {
+    Counted {
+        unique: u64,
+        duplicate: u64,
+    },
+    /// 400, 413 or 422, with the service's reply.
+    Rejected(String),
+}
