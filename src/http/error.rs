@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::event::{FieldError, RequestError};
 use crate::ingest::IngestError;
@@ -101,20 +101,43 @@ impl ApiError {
     }
 }
 
+/// Every error reply's body: what went wrong, and for some errors more.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong, in words.
+    pub error: String,
+    /// 422 only: each bad event by its index in the request, and the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<FieldError>>,
+    /// 503 "storage unavailable" only: whether events of other partitions of the request
+    /// were committed (a retry reports those as duplicates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partially_committed: Option<bool>,
+    /// 503 "storage unavailable" only: whether retrying is safe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            Self::InvalidEvents(details) => json!({"error": self.to_string(), "details": details}),
+        let mut body = ErrorBody {
+            error: self.to_string(),
+            details: None,
+            partially_committed: None,
+            retry: None,
+        };
+        match &self {
+            Self::InvalidEvents(details) => body.details = Some(details.clone()),
             Self::StoreUnavailable {
                 partially_committed,
-            } => json!({
-                "error": self.to_string(),
-                "partially_committed": partially_committed,
-                "retry": "safe: events already committed are reported as duplicates",
-            }),
-            _ => json!({"error": self.to_string()}),
-        };
+            } => {
+                body.partially_committed = Some(*partially_committed);
+                body.retry =
+                    Some("safe: events already committed are reported as duplicates".into());
+            }
+            _ => {}
+        }
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs() {
             response

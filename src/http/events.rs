@@ -30,6 +30,20 @@ struct Cursor {
     seq: i64,
 }
 
+/// Stored events in pages. With `topic`: that topic's events in `seq` order, `after` a seq.
+/// Without: every event, partition by partition, `after` an opaque cursor from the previous
+/// page's `Link: <...>; rel="next"` header (absent on the last page).
+#[utoipa::path(get, path = "/events", tag = "events", operation_id = "list_events",
+    params(super::openapi::EventsQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = Vec<StoredEvent>,
+            headers(("Link" = String, description = "`</events?...>; rel=\"next\"` while more events follow"))),
+        (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
+        (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+        (status = 503, description = "Too many reads in flight; see Retry-After", body = super::error::ErrorBody),
+    ))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -6,6 +6,7 @@ mod conn_io;
 pub mod error;
 mod events;
 mod health;
+mod openapi;
 mod publish;
 mod query;
 pub mod server;
@@ -148,6 +149,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs_page))
+        .route("/docs/redoc.standalone.js", get(openapi::docs_script))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // Innermost first: a panic becomes a 500 that track_requests counts and logs, and
@@ -166,6 +170,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// `GET /metrics`: Prometheus text exposition. Open like `/healthz`: it carries counts, not
 /// events.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let body = state
         .metrics

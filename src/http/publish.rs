@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::auth::{Scope, authorize};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::budget::{BudgetError, Charge};
 use crate::event::{RequestError, parse_publish_body};
 use crate::ingest::PublishOutcome;
@@ -33,6 +33,23 @@ pub(crate) const PARSE_BYTES_PER_BODY_BYTE: usize = 2;
 /// Time an upload may take before the minimum rate applies.
 const UPLOAD_GRACE: Duration = Duration::from_secs(5);
 
+/// Publish one event or an array of events. The reply comes after every event of the request
+/// is committed; a duplicate (`topic`, `event_id`) is counted, not stored again.
+#[utoipa::path(post, path = "/publish", tag = "events",
+    request_body(content = super::openapi::PublishBody, content_type = "application/json",
+        description = "One event, or an array of 1 to max-events-per-request events"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every event committed", body = PublishOutcome),
+        (status = 400, description = "Not JSON, not UTF-8, or JSON of the wrong shape", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "The token lacks the publish scope", body = ErrorBody),
+        (status = 408, description = "The body arrived too slowly", body = ErrorBody),
+        (status = 413, description = "Body over the byte limit, or too many events", body = ErrorBody),
+        (status = 415, description = "Not application/json, or a Content-Encoding", body = ErrorBody),
+        (status = 422, description = "Events that break the schema, by index and field; nothing stored", body = ErrorBody),
+        (status = 503, description = "Overloaded, shutting down or storage unavailable; see Retry-After", body = ErrorBody),
+    ))]
 pub(super) async fn publish(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

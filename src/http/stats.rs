@@ -14,7 +14,7 @@ use super::topics::MAX_TOPICS_PAGE;
 use super::{AppState, read_failed};
 use crate::store::Totals;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct StatsBody {
     #[serde(flatten)]
     totals: Totals,
@@ -28,8 +28,8 @@ pub(super) struct StatsBody {
     partitions: Vec<PartitionBody>,
 }
 
-#[derive(Serialize)]
-struct PartitionBody {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct PartitionBody {
     id: usize,
     queue_depth: usize,
     /// Memory of the events queued or committing.
@@ -42,6 +42,14 @@ struct PartitionBody {
     store_ok: bool,
 }
 
+/// Lifetime counters, per-partition state and the first 1000 topics.
+#[utoipa::path(get, path = "/stats", tag = "operations",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Counters and state", body = StatsBody),
+        (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
+        (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+    ))]
 pub(super) async fn stats(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -16,6 +16,17 @@ use super::{AppState, query, read_failed};
 /// Default and maximum topics per page.
 pub(super) const MAX_TOPICS_PAGE: usize = 1000;
 
+/// Every topic in pages sorted by its UTF-8 bytes, with its stored event count and last seq.
+#[utoipa::path(get, path = "/topics", tag = "events", operation_id = "list_topics",
+    params(super::openapi::TopicsQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of topics", body = Vec<crate::store::TopicInfo>,
+            headers(("Link" = String, description = "`</topics?...>; rel=\"next\"` while more topics follow"))),
+        (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
+        (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+    ))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -54,7 +54,7 @@ pub struct IngestSettings {
 }
 
 /// The result of an accepted publish: every event committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PublishOutcome {
     pub received: usize,
     pub unique_processed: usize,

@@ -31,7 +31,7 @@ use serde_json::value::RawValue;
 use crate::event::Event;
 
 /// Lifetime counters, kept in the same transaction as the events they count.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub received: u64,
     pub unique_processed: u64,
@@ -98,13 +98,17 @@ pub struct OpenOptions {
 }
 
 /// One stored event as `/events` returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub topic: String,
     pub event_id: String,
     pub timestamp: String,
     pub source: String,
+    /// The JSON object as it was published.
+    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
+    /// 1, 2, 3, … per topic, without gaps, in commit order.
+    #[schema(minimum = 1)]
     pub seq: i64,
 }
 
@@ -153,7 +157,7 @@ impl PageLimit {
 }
 
 /// One topic as `GET /topics` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TopicInfo {
     pub topic: String,
     /// Events of the topic stored now.

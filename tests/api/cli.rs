@@ -48,7 +48,13 @@ fn listen_takes_a_host_name_and_a_bare_port_and_explains_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = binary();
     command
-        .args(["--listen", "localhost:0", "--log-format", "json", "--data-dir"])
+        .args([
+            "--listen",
+            "localhost:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
         .arg(dir.path());
     let service = BinaryApp::from_command(command);
     assert!(
@@ -125,7 +131,7 @@ fn publish_stops_at_its_deadline_against_a_server_that_went_away() {
     let dir = tempfile::tempdir().unwrap();
     let service = BinaryApp::start(dir.path());
     let url = service.address.clone();
-    let mut publisher = binary()
+    let publisher = binary()
         .args([
             "publish",
             "--count",
