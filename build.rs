@@ -8,6 +8,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_postgres)");
     println!("cargo::rustc-check-cfg=cfg(no_prometheus)");
     println!("cargo::rustc-check-cfg=cfg(no_python)");
+    println!("cargo::rustc-check-cfg=cfg(no_chromium)");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=AGG_TEST_PG_BIN");
     println!("cargo::rerun-if-env-changed=PATH");
@@ -22,6 +23,9 @@ fn main() {
     }
     if !on_path("prometheus") {
         println!("cargo::rustc-cfg=no_prometheus");
+    }
+    if !on_path("chromium") {
+        println!("cargo::rustc-cfg=no_chromium");
     }
     if !on_path("python3") {
         println!("cargo::rustc-cfg=no_python");

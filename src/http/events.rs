@@ -30,9 +30,11 @@ struct Cursor {
     seq: i64,
 }
 
-/// Stored events in pages. With `topic`: that topic's events in `seq` order, `after` a seq.
-/// Without: every event, partition by partition, `after` an opaque cursor from the previous
-/// page's `Link: <...>; rel="next"` header (absent on the last page).
+/// Read stored events
+///
+/// Pages of events. With `topic`: that topic's events in `seq` order, `after` a seq. Without:
+/// every event, partition by partition, `after` an opaque cursor from the previous page's
+/// `Link: <...>; rel="next"` header (absent on the last page).
 #[utoipa::path(get, path = "/events", tag = "events", operation_id = "list_events",
     params(super::openapi::EventsQuery),
     security((), ("bearer" = [])),

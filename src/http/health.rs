@@ -28,15 +28,19 @@ pub(super) struct NotReady {
     reasons: Vec<String>,
 }
 
-/// Liveness: the process answers.
+/// Liveness
+///
+/// The process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "The process answers", body = Status)))]
 pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Readiness: not shutting down, every partition worker alive, every store's last commit or
-/// check succeeded, every partition database present.
+/// Readiness
+///
+/// Not shutting down, every partition worker alive, every store's last commit or check
+/// succeeded, every partition database present.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready for publishes", body = Status),
     (status = 503, description = "Not ready, with the reasons", body = NotReady),

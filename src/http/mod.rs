@@ -168,8 +168,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus text exposition. Open like `/healthz`: it carries counts, not
-/// events.
+/// Prometheus metrics
+///
+/// Text exposition format 0.0.4. Open like `/healthz`: it carries counts, not events.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
 ))]

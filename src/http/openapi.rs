@@ -90,7 +90,7 @@ pub(super) struct TopicsQuery {
     limit: Option<u32>,
 }
 
-/// This OpenAPI document.
+/// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "docs", responses(
     (status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"),
 ))]
@@ -104,7 +104,9 @@ pub(super) async fn document() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
-/// The OpenAPI document for people, rendered in the browser.
+/// This document, rendered
+///
+/// The OpenAPI document for people, rendered in the browser by Redoc served from the binary.
 #[utoipa::path(get, path = "/docs", tag = "docs", responses(
     (status = 200, description = "An HTML page", content_type = "text/html"),
 ))]

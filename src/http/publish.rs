@@ -33,8 +33,10 @@ pub(crate) const PARSE_BYTES_PER_BODY_BYTE: usize = 2;
 /// Time an upload may take before the minimum rate applies.
 const UPLOAD_GRACE: Duration = Duration::from_secs(5);
 
-/// Publish one event or an array of events. The reply comes after every event of the request
-/// is committed; a duplicate (`topic`, `event_id`) is counted, not stored again.
+/// Publish events
+///
+/// One event or an array of events. The reply comes after every event of the request is
+/// committed; a duplicate (`topic`, `event_id`) is counted, not stored again.
 #[utoipa::path(post, path = "/publish", tag = "events",
     request_body(content = super::openapi::PublishBody, content_type = "application/json",
         description = "One event, or an array of 1 to max-events-per-request events"),

@@ -42,6 +42,8 @@ pub(super) struct PartitionBody {
     store_ok: bool,
 }
 
+/// Counters and state
+///
 /// Lifetime counters, per-partition state and the first 1000 topics.
 #[utoipa::path(get, path = "/stats", tag = "operations",
     security((), ("bearer" = [])),

@@ -16,7 +16,9 @@ use super::{AppState, query, read_failed};
 /// Default and maximum topics per page.
 pub(super) const MAX_TOPICS_PAGE: usize = 1000;
 
-/// Every topic in pages sorted by its UTF-8 bytes, with its stored event count and last seq.
+/// List topics
+///
+/// Every topic, in pages sorted by its UTF-8 bytes, with its stored event count and last seq.
 #[utoipa::path(get, path = "/topics", tag = "events", operation_id = "list_topics",
     params(super::openapi::TopicsQuery),
     security((), ("bearer" = [])),

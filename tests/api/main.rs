@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod crash;
+mod docs_page;
 mod faults;
 mod hostile;
 mod import_seed;
