@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use uts_aggregator::event::{Event, parse_publish_body};
+use uts_aggregator::import::{self, ImportArgs};
 use uts_aggregator::ingest::partition_of;
 use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
 use uts_aggregator::store::Durability;
@@ -183,6 +184,8 @@ enum Measure {
     PeakRssOf(&'static str),
     /// The latency p99 (ms) of an earlier row's load.
     P99Of(&'static str),
+    /// `import-seed` of a prototype database of this many rows (full scale) into the service.
+    ImportSeed { rows: usize },
 }
 
 /// A load's shape: events per request, connections, duration, open-loop rate.
@@ -429,6 +432,13 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             CORE,
             Measure::PeakRssOf("2"),
             Target::AtMost(150.0),
+        ),
+        row(
+            "10",
+            "import-seed: 100k prototype rows (Python-literal payloads), batches of 500",
+            ALL,
+            Measure::ImportSeed { rows: 100_000 },
+            Target::None,
         ),
         row(
             "8a",
@@ -679,6 +689,30 @@ impl Bench {
             }
             Measure::PeakRssOf(row) => self.rss_kib.get(row).copied().unwrap_or(0) as f64 / 1024.0,
             Measure::P99Of(row) => self.p99.get(row).copied().unwrap_or(f64::NAN),
+            Measure::ImportSeed { rows } => {
+                let rows = ((*rows as f64 * self.scale) as usize).max(1000);
+                let seed = self.work.path().join("dedup.db");
+                write_prototype_db(&seed, rows);
+                let dir = self.work.path().join(scenario.id);
+                let program = PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator"));
+                let server = BinaryApp::from_command(serve_command_of(&program, &dir, &[]));
+                let args = ImportArgs {
+                    from: seed,
+                    url: server.address.clone(),
+                    api_token: None,
+                    batch_size: 500,
+                    json: true,
+                };
+                let started = Instant::now();
+                let summary = self.runtime.block_on(import::run(&args)).expect("import");
+                let secs = started.elapsed().as_secs_f64();
+                assert_eq!(
+                    (summary.read, summary.stored, summary.failed),
+                    (rows as u64, rows as u64, 0),
+                    "every row imported once"
+                );
+                rows as f64 / secs
+            }
         };
         self.figures.insert(scenario.id, value);
         let unit = match &scenario.measure {
@@ -687,6 +721,7 @@ impl Bench {
             Measure::Service { figure, .. } | Measure::Replicas { figure, .. } => figure.unit(),
             Measure::PeakRssOf(_) => "MiB",
             Measure::P99Of(_) => "ms",
+            Measure::ImportSeed { .. } => "rows/s",
         };
         let verdict = self.judge(&scenario.target, value);
         self.table.row(
@@ -785,6 +820,40 @@ fn load(
         no_check: false,
         json: true,
     }
+}
+
+/// A prototype `dedup.db` of `rows` rows as the Python service wrote it: payloads are
+/// `str(dict)` texts (single quotes, `True`/`None`, a tuple, an escaped quote), 20 topics.
+fn write_prototype_db(path: &Path, rows: usize) {
+    let _ = std::fs::remove_file(path);
+    let mut db = rusqlite::Connection::open(path).expect("create the prototype db");
+    db.execute_batch(
+        "CREATE TABLE events (topic TEXT NOT NULL, event_id TEXT NOT NULL, timestamp TEXT, \
+         source TEXT, payload TEXT, PRIMARY KEY (topic, event_id))",
+    )
+    .expect("schema");
+    let tx = db.transaction().expect("transaction");
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)")
+            .expect("insert");
+        for i in 0..rows {
+            let payload = format!(
+                "{{'n': {i}, 'ok': True, 'none': None, 'pair': ({i}, 'x'), \
+                 'text': \"it's item {i}\", 'nested': {{'list': [1, 2.5, 'three']}}}}"
+            );
+            insert
+                .execute(rusqlite::params![
+                    format!("topic-{}", i % 20),
+                    format!("seed-{i}"),
+                    "2025-10-24T00:00:00Z",
+                    "prototype",
+                    payload
+                ])
+                .expect("row");
+        }
+    }
+    tx.commit().expect("commit");
 }
 
 /// Raw single-writer rate: the plan's events, parsed outside the clock, committed in batches
