@@ -4,6 +4,7 @@
 //!     E2E_SCALE=0.1 cargo bench --bench e2e   # quick look at a tenth of the counts
 //!     E2E_ROWS=scale cargo bench --bench e2e  # only rows 9: SQLite vs PostgreSQL, 1-3 replicas
 //!     E2E_ROWS=core cargo bench --bench e2e   # only rows 1, 2, 3a, 3b, 3q, 6, 7 (~3 min)
+//!     E2E_ROWS=10 cargo bench --bench e2e     # only the rows named (ids, comma-separated)
 //!     E2E_COMPARE_BIN=/path/to/other/uts-aggregator E2E_ROWS=core cargo bench --bench e2e
 //!         # rows 2, 3b, 6 also against another build, in the same run (before/after)
 //!
@@ -60,7 +61,9 @@ fn main() {
         plans: Plans::new(scale),
     };
     for scenario in scenarios(compare.as_deref()) {
-        if scenario.groups.contains(&selection.as_str()) {
+        // A group name, or row ids: `E2E_ROWS=10` or `E2E_ROWS=2,3b`.
+        let by_id = selection.split(',').any(|id| id == scenario.id);
+        if by_id || scenario.groups.contains(&selection.as_str()) {
             bench.run(&scenario);
         }
     }

@@ -71,6 +71,15 @@ impl FromStr for PgLocation {
             config.connect_timeout(POOL_TIMEOUT);
         }
         config.application_name("uts-aggregator");
+        // Statements are prepared once per connection (fast commits), but a generic plan for
+        // them (PostgreSQL's choice after five runs) is 2× slower for small batches: measured
+        // 6.7k vs 13.7k single-event publishes/s. Plan each run with its parameters
+        // (PostgreSQL 12 or later).
+        let options = match config.get_options() {
+            Some(own) => format!("{own} -c plan_cache_mode=force_custom_plan"),
+            None => "-c plan_cache_mode=force_custom_plan".to_string(),
+        };
+        config.options(&options);
         let hosts: Vec<String> = config
             .get_hosts()
             .iter()
