@@ -22,7 +22,9 @@ use std::time::Instant;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::import::{self, ImportArgs};
 use uts_aggregator::ingest::partition_of;
-use uts_aggregator::publish::{Plan, PlanSpec, PublishArgs, Report, run_plan};
+use uts_aggregator::publish::{
+    BodyFormat, Compression, Plan, PlanSpec, PublishArgs, Report, Wire, run_plan,
+};
 use uts_aggregator::store::Durability;
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
 
@@ -56,6 +58,8 @@ fn main() {
         scale,
         figures: HashMap::new(),
         rss_kib: HashMap::new(),
+        cpu_us_per_event: HashMap::new(),
+        wire_bytes_per_event: HashMap::new(),
         p99: HashMap::new(),
         table: Table::default(),
         plans: Plans::new(scale),
@@ -80,6 +84,8 @@ struct Plans {
     history_storm: Arc<Plan>,
     scale_batch: Arc<Plan>,
     scale_single: Arc<Plan>,
+    /// Rows 11: the same 300k events as a plain, a gzip and a zstd batch load.
+    wire: [Arc<Plan>; 3],
     history_events: usize,
     single_secs: f64,
 }
@@ -104,6 +110,15 @@ impl Plans {
             }),
             scale_batch: plan(&spec(scaled(300_000.0), 0.2, 500, 100)),
             scale_single: plan(&spec(scaled(1_000_000.0), 0.2, 1, 100)),
+            wire: [Compression::None, Compression::Gzip, Compression::Zstd].map(|compress| {
+                plan(&PlanSpec {
+                    wire: Wire {
+                        format: BodyFormat::Json,
+                        compress,
+                    },
+                    ..spec(scaled(300_000.0), 0.2, 500, 100)
+                })
+            }),
             history_events: scaled(10_000_000.0),
             single_secs: (20.0 * scale).max(3.0),
         }
@@ -157,6 +172,8 @@ enum PlanKind {
     HistoryStorm,
     ScaleBatch,
     ScaleSingle,
+    /// Rows 11: 0 plain, 1 gzip, 2 zstd.
+    Wire(usize),
 }
 
 /// How a row gets its number.
@@ -189,6 +206,10 @@ enum Measure {
     P99Of(&'static str),
     /// `import-seed` of a prototype database of this many rows (full scale) into the service.
     ImportSeed { rows: usize },
+    /// The service's CPU time per event (µs) during an earlier row.
+    CpuPerEventOf(&'static str),
+    /// Request body bytes per event of an earlier row's plan.
+    WireBytesPerEventOf(&'static str),
 }
 
 /// A load's shape: events per request, connections, duration, open-loop rate.
@@ -437,6 +458,69 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Target::AtMost(150.0),
         ),
         row(
+            "11a",
+            "batch ingest, 300k events, batch 500, 8 conns: plain JSON",
+            ALL,
+            service(Wire(0), CLOSED_BATCH, &[], EventsPerSecond),
+            Target::None,
+        ),
+        row(
+            "11b",
+            "the same, gzip bodies",
+            ALL,
+            service(Wire(1), CLOSED_BATCH, &[], EventsPerSecond),
+            Target::Ratio("11a"),
+        ),
+        row(
+            "11c",
+            "the same, zstd bodies",
+            ALL,
+            service(Wire(2), CLOSED_BATCH, &[], EventsPerSecond),
+            Target::Ratio("11a"),
+        ),
+        row(
+            "11d",
+            "service CPU per event, plain",
+            ALL,
+            Measure::CpuPerEventOf("11a"),
+            Target::None,
+        ),
+        row(
+            "11e",
+            "service CPU per event, gzip",
+            ALL,
+            Measure::CpuPerEventOf("11b"),
+            Target::Ratio("11d"),
+        ),
+        row(
+            "11f",
+            "service CPU per event, zstd",
+            ALL,
+            Measure::CpuPerEventOf("11c"),
+            Target::Ratio("11d"),
+        ),
+        row(
+            "11g",
+            "bytes on the wire per event (request bodies), plain",
+            ALL,
+            Measure::WireBytesPerEventOf("11a"),
+            Target::None,
+        ),
+        row(
+            "11h",
+            "bytes on the wire per event, gzip",
+            ALL,
+            Measure::WireBytesPerEventOf("11b"),
+            Target::Ratio("11g"),
+        ),
+        row(
+            "11i",
+            "bytes on the wire per event, zstd",
+            ALL,
+            Measure::WireBytesPerEventOf("11c"),
+            Target::Ratio("11g"),
+        ),
+        row(
             "10",
             "import-seed: 100k prototype rows (Python-literal payloads), batches of 500",
             ALL,
@@ -582,6 +666,8 @@ struct Bench {
     scale: f64,
     figures: HashMap<&'static str, f64>,
     rss_kib: HashMap<&'static str, u64>,
+    cpu_us_per_event: HashMap<&'static str, f64>,
+    wire_bytes_per_event: HashMap<&'static str, f64>,
     p99: HashMap<&'static str, f64>,
     table: Table,
     plans: Plans,
@@ -598,6 +684,7 @@ impl Bench {
             PlanKind::HistoryStorm => &self.plans.history_storm,
             PlanKind::ScaleBatch => &self.plans.scale_batch,
             PlanKind::ScaleSingle => &self.plans.scale_single,
+            PlanKind::Wire(i) => &self.plans.wire[i],
         }
         .clone()
     }
@@ -656,9 +743,17 @@ impl Bench {
                     None => self.plan(*plan),
                 };
                 let command = serve_command_of(&program, &dir, flags);
-                let (report, rss) = self
-                    .runtime
-                    .block_on(scenario_on(vec![command], &plan, args));
+                let (report, rss, cpu) =
+                    self.runtime
+                        .block_on(scenario_on(vec![command], &plan, args));
+                let events = report.events_acked.max(1) as f64;
+                self.cpu_us_per_event
+                    .insert(scenario.id, cpu * 1e6 / events);
+                let wire: usize = plan.bodies.iter().map(|b| b.len()).sum();
+                self.wire_bytes_per_event.insert(
+                    scenario.id,
+                    wire as f64 / plan.keys.iter().map(Vec::len).sum::<usize>().max(1) as f64,
+                );
                 let _ = std::fs::remove_dir_all(&dir);
                 self.record(scenario.id, &report, rss);
                 figure.of(&report)
@@ -684,7 +779,7 @@ impl Bench {
                     })
                     .collect();
                 let args = self.args(*load, *plan);
-                let (report, rss) =
+                let (report, rss, _) =
                     self.runtime
                         .block_on(scenario_on(commands, &self.plan(*plan), args));
                 self.record(scenario.id, &report, rss);
@@ -692,6 +787,14 @@ impl Bench {
             }
             Measure::PeakRssOf(row) => self.rss_kib.get(row).copied().unwrap_or(0) as f64 / 1024.0,
             Measure::P99Of(row) => self.p99.get(row).copied().unwrap_or(f64::NAN),
+            Measure::CpuPerEventOf(row) => {
+                self.cpu_us_per_event.get(row).copied().unwrap_or(f64::NAN)
+            }
+            Measure::WireBytesPerEventOf(row) => self
+                .wire_bytes_per_event
+                .get(row)
+                .copied()
+                .unwrap_or(f64::NAN),
             Measure::ImportSeed { rows } => {
                 let rows = ((*rows as f64 * self.scale) as usize).max(1000);
                 let seed = self.work.path().join("dedup.db");
@@ -725,6 +828,8 @@ impl Bench {
             Measure::PeakRssOf(_) => "MiB",
             Measure::P99Of(_) => "ms",
             Measure::ImportSeed { .. } => "rows/s",
+            Measure::CpuPerEventOf(_) => "µs CPU/event",
+            Measure::WireBytesPerEventOf(_) => "bytes/event",
         };
         let verdict = self.judge(&scenario.target, value);
         self.table.row(
@@ -796,6 +901,7 @@ fn spec(count: usize, dup_ratio: f64, batch_size: usize, topics: usize) -> PlanS
         topics,
         seed: 7,
         id_prefix: format!("bench-{count}-{dup_ratio}-{batch_size}"),
+        wire: Wire::default(),
     }
 }
 
@@ -812,6 +918,8 @@ fn load(
         duration,
         dup_ratio: 0.0,
         batch_size,
+        format: BodyFormat::Json,
+        compress: Compression::None,
         concurrency,
         topics: 0,
         rate,
@@ -973,12 +1081,31 @@ async fn scenario_on(
     commands: Vec<Command>,
     plan: &Arc<Plan>,
     mut args: PublishArgs,
-) -> (Report, u64) {
+) -> (Report, u64, f64) {
     let servers: Vec<BinaryApp> = commands.into_iter().map(BinaryApp::from_command).collect();
     args.url = servers.iter().map(|s| s.address.clone()).collect();
+    let cpu_before = cpu_seconds(servers[0].child.id());
     let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let cpu = cpu_seconds(servers[0].child.id()) - cpu_before;
     let rss = peak_rss_kib(servers[0].child.id());
-    (report, rss)
+    (report, rss, cpu)
+}
+
+/// User + system CPU time of process `pid` so far, in seconds (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn null_scenario(plan: &Arc<Plan>, mut args: PublishArgs) -> Report {

@@ -21,6 +21,7 @@ fn plan(count: usize, batch_size: usize) -> Plan {
         topics: 100,
         seed: 1,
         id_prefix: "micro".into(),
+        wire: Default::default(),
     })
 }
 

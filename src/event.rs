@@ -147,6 +147,61 @@ pub fn parse_publish_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, 
     }
 }
 
+/// Parses and validates an NDJSON / JSON Lines body: one event object per line (blank lines
+/// and a `\r` before the newline are allowed), 1..=`max_events` of them. Each line is parsed on
+/// its own, never as one big array; errors name the event by its number (0-based, blank lines
+/// not counted), like an array's index.
+pub fn parse_ndjson_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, RequestError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RequestError::NotJson(format!("body is not UTF-8: {e}")))?;
+    let lines: Vec<(usize, &str)> = text
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Err(RequestError::WrongShape(
+            "the body holds no event line".into(),
+        ));
+    }
+    if lines.len() > max_events {
+        return Err(RequestError::TooManyEvents {
+            count: lines.len(),
+            max: max_events,
+        });
+    }
+    let mut events = Vec::with_capacity(lines.len());
+    let mut errors = Vec::new();
+    for (index, (line_number, line)) in lines.into_iter().enumerate() {
+        let line_number = line_number + 1;
+        if !line.trim_start().starts_with('{') {
+            serde_json::from_str::<serde::de::IgnoredAny>(line)
+                .map_err(|e| RequestError::NotJson(format!("line {line_number}: {e}")))?;
+            return Err(RequestError::WrongShape(format!(
+                "line {line_number} is not an event object"
+            )));
+        }
+        if first_element_deeper_than(line, PRE_SCAN_DEPTH_LIMIT).is_some() {
+            check_json_syntax(line)
+                .map_err(|e| RequestError::NotJson(format!("line {line_number}: {e}")))?;
+            errors.push(depth_error(index));
+            continue;
+        }
+        let raw: &RawValue = serde_json::from_str(line)
+            .map_err(|e| RequestError::NotJson(format!("line {line_number}: {e}")))?;
+        match validate_event(index, raw) {
+            Ok(event) => events.push(event),
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(RequestError::Invalid(errors))
+    }
+}
+
 fn validate_event(index: usize, raw: &RawValue) -> Result<Event, Vec<FieldError>> {
     let wire: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| {
         vec![FieldError {

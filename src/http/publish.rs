@@ -22,7 +22,7 @@ use super::AppState;
 use super::auth::{Scope, authorize};
 use super::error::{ApiError, ErrorBody};
 use crate::budget::{BudgetError, Charge};
-use crate::event::{RequestError, parse_publish_body};
+use crate::event::{RequestError, parse_ndjson_body, parse_publish_body};
 use crate::ingest::PublishOutcome;
 
 /// Extra budget taken before parsing, per body byte: parsed events hold about as much as the
@@ -38,17 +38,28 @@ const UPLOAD_GRACE: Duration = Duration::from_secs(5);
 /// One event or an array of events. The reply comes after every event of the request is
 /// committed; a duplicate (`topic`, `event_id`) is counted, not stored again.
 #[utoipa::path(post, path = "/publish", tag = "events",
-    request_body(content = super::openapi::PublishBody, content_type = "application/json",
-        description = "One event, or an array of 1 to max-events-per-request events"),
+    request_body(
+        description = "One event, or an array of 1 to max-events-per-request events; or \
+                       NDJSON / JSON Lines, one event object per line. Optionally compressed: \
+                       `Content-Encoding: gzip` or `zstd` (the decompressed size is held to \
+                       the body limit).",
+        content(
+            (super::openapi::PublishBody = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "application/jsonl"),
+        ),
+    ),
+    params(("Content-Encoding" = Option<String>, Header,
+        description = "`identity` (default), `gzip` or `zstd`; others get 415")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every event committed", body = PublishOutcome),
-        (status = 400, description = "Not JSON, not UTF-8, or JSON of the wrong shape", body = ErrorBody),
+        (status = 400, description = "Not JSON, not UTF-8, JSON of the wrong shape, or a corrupt compressed body", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "The token lacks the publish scope", body = ErrorBody),
         (status = 408, description = "The body arrived too slowly", body = ErrorBody),
-        (status = 413, description = "Body over the byte limit, or too many events", body = ErrorBody),
-        (status = 415, description = "Not application/json, or a Content-Encoding", body = ErrorBody),
+        (status = 413, description = "Body over the byte limit (also once decompressed), or too many events", body = ErrorBody),
+        (status = 415, description = "Another content type, charset or Content-Encoding", body = ErrorBody),
         (status = 422, description = "Events that break the schema, by index and field; nothing stored", body = ErrorBody),
         (status = 503, description = "Overloaded, shutting down or storage unavailable; see Retry-After", body = ErrorBody),
     ))]
@@ -58,8 +69,8 @@ pub(super) async fn publish(
     body: Body,
 ) -> Result<Json<PublishOutcome>, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Publish)?;
-    require_json(&headers)?;
-    require_identity_encoding(&headers)?;
+    let format = body_format(&headers)?;
+    let encoding = body_encoding(&headers)?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -71,6 +82,14 @@ pub(super) async fn publish(
         return Err(too_large(limit));
     }
     let (bytes, mut charge) = read_body(&state, body).await?;
+    let bytes = match encoding {
+        Encoding::Identity => bytes,
+        compressed => {
+            let plain = decompress(&state, compressed, &bytes, &mut charge).await?;
+            drop(bytes);
+            plain
+        }
+    };
     let overloaded = |_: BudgetError| ApiError::Overloaded {
         retry_after_secs: state.limits.retry_after_secs,
     };
@@ -81,7 +100,11 @@ pub(super) async fn publish(
         )
         .await
         .map_err(overloaded)?;
-    let events = match parse_publish_body(&bytes, state.limits.max_events_per_request) {
+    let parsed = match format {
+        Format::Json => parse_publish_body(&bytes, state.limits.max_events_per_request),
+        Format::Ndjson => parse_ndjson_body(&bytes, state.limits.max_events_per_request),
+    };
+    let events = match parsed {
         Ok(events) => events,
         Err(e) => {
             if let RequestError::Invalid(details) = &e {
@@ -159,19 +182,43 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes"))
 }
 
-/// `Content-Type: application/json`, with no `charset` or `charset=utf-8`.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+/// How the events are written in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// One event object or an array of them.
+    Json,
+    /// One event object per line.
+    Ndjson,
+}
+
+/// How the body is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+const ACCEPTED_TYPES: &str = "application/json, application/x-ndjson or application/jsonl";
+const ACCEPTED_ENCODINGS: &str = "identity, gzip, zstd";
+
+/// `Content-Type`: JSON, NDJSON or JSON Lines, with no `charset` or `charset=utf-8`.
+fn body_format(headers: &HeaderMap) -> Result<Format, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let mut parts = content_type.unwrap_or("").split(';').map(str::trim);
-    let essence = parts.next().unwrap_or("");
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type must be application/json, got {}",
-            content_type.unwrap_or("none")
-        )));
-    }
+    let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+    let format = match essence.as_str() {
+        "application/json" => Format::Json,
+        "application/x-ndjson" | "application/jsonl" => Format::Ndjson,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type must be {ACCEPTED_TYPES}, got {}",
+                content_type.unwrap_or("none")
+            )));
+        }
+    };
     for parameter in parts {
         let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
         if name.trim().eq_ignore_ascii_case("charset")
@@ -183,24 +230,83 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             )));
         }
     }
-    Ok(())
+    Ok(format)
 }
 
-/// Compressed bodies are not accepted yet: anything but `identity` is refused, never ignored.
-fn require_identity_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+/// `Content-Encoding`: none, `identity`, `gzip` or `zstd` (one coding; stacked codings are
+/// refused).
+fn body_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let mut codings = Vec::new();
     for value in headers.get_all(header::CONTENT_ENCODING) {
-        let value = value.to_str().unwrap_or("(not text)");
-        if value
-            .split(',')
-            .map(str::trim)
-            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
-        {
+        let Ok(text) = value.to_str() else {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {value} is not supported; accepted: identity"
+                "Content-Encoding is not text; accepted: {ACCEPTED_ENCODINGS}"
+            )));
+        };
+        codings.extend(
+            text.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty() && c != "identity"),
+        );
+    }
+    match codings.as_slice() {
+        [] => Ok(Encoding::Identity),
+        [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
+        [one] if one == "zstd" => Ok(Encoding::Zstd),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {} is not supported; accepted: {ACCEPTED_ENCODINGS}",
+            codings.join(", ")
+        ))),
+    }
+}
+
+/// Decompresses `compressed` chunk by chunk, charging each chunk on the in-flight budget and
+/// holding the decompressed size to the body limit (a gzip bomb stops there with 413).
+async fn decompress(
+    state: &AppState,
+    encoding: Encoding,
+    compressed: &[u8],
+    charge: &mut Charge,
+) -> Result<Vec<u8>, ApiError> {
+    use std::io::Read;
+    const CHUNK: usize = 64 * 1024;
+    let limit = state.limits.max_body_bytes;
+    let mut reader: Box<dyn Read + Send + '_> = match encoding {
+        Encoding::Identity => Box::new(compressed),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        Encoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(compressed)
+                .map_err(|e| ApiError::BadRequest(format!("corrupt zstd body: {e}")))?,
+        ),
+    };
+    let name = match encoding {
+        Encoding::Identity => "identity",
+        Encoding::Gzip => "gzip",
+        Encoding::Zstd => "zstd",
+    };
+    let mut out = Vec::new();
+    loop {
+        let start = out.len();
+        out.resize(start + CHUNK, 0);
+        let read = reader
+            .read(&mut out[start..])
+            .map_err(|e| ApiError::BadRequest(format!("corrupt {name} body: {e}")))?;
+        out.truncate(start + read);
+        if read == 0 {
+            return Ok(out);
+        }
+        if out.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body is larger than {limit} bytes once decompressed"
             )));
         }
+        charge
+            .grow_to(compressed.len() + out.len(), state.limits.enqueue_timeout)
+            .await
+            .map_err(|_| ApiError::Overloaded {
+                retry_after_secs: state.limits.retry_after_secs,
+            })?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -215,14 +321,17 @@ mod tests {
     }
 
     #[test]
-    fn json_with_utf8_or_no_charset_only() {
-        for ok in [
-            "application/json",
-            "Application/JSON; charset=UTF-8",
-            "application/json;charset=\"utf-8\"",
+    fn json_ndjson_and_jsonl_with_utf8_or_no_charset_only() {
+        for (ok, format) in [
+            ("application/json", Format::Json),
+            ("Application/JSON; charset=UTF-8", Format::Json),
+            ("application/json;charset=\"utf-8\"", Format::Json),
+            ("application/x-ndjson", Format::Ndjson),
+            ("application/jsonl; charset=utf-8", Format::Ndjson),
         ] {
-            assert!(
-                require_json(&headers(&[(header::CONTENT_TYPE, ok)])).is_ok(),
+            assert_eq!(
+                body_format(&headers(&[(header::CONTENT_TYPE, ok)])).unwrap(),
+                format,
                 "{ok}"
             );
         }
@@ -231,24 +340,32 @@ mod tests {
             "application/json; charset=latin1",
             "application/jsonx",
         ] {
+            let err = body_format(&headers(&[(header::CONTENT_TYPE, bad)])).unwrap_err();
             assert!(
-                require_json(&headers(&[(header::CONTENT_TYPE, bad)])).is_err(),
+                err.to_string().contains("application/x-ndjson")
+                    || err.to_string().contains("charset"),
                 "{bad}"
             );
         }
-        assert!(require_json(&HeaderMap::new()).is_err());
+        assert!(body_format(&HeaderMap::new()).is_err());
     }
 
     #[test]
-    fn only_identity_encoding_is_accepted() {
-        assert!(require_identity_encoding(&HeaderMap::new()).is_ok());
-        assert!(
-            require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, "identity")])).is_ok()
+    fn identity_gzip_and_zstd_are_accepted_and_others_named() {
+        let encoding = |value: &str| body_encoding(&headers(&[(header::CONTENT_ENCODING, value)]));
+        assert_eq!(
+            body_encoding(&HeaderMap::new()).unwrap(),
+            Encoding::Identity
         );
-        for bad in ["gzip", "br", "identity, gzip"] {
-            let err = require_identity_encoding(&headers(&[(header::CONTENT_ENCODING, bad)]))
-                .unwrap_err();
-            assert!(err.to_string().contains("accepted: identity"), "{bad}");
+        assert_eq!(encoding("identity").unwrap(), Encoding::Identity);
+        assert_eq!(encoding("GZIP").unwrap(), Encoding::Gzip);
+        assert_eq!(encoding("zstd").unwrap(), Encoding::Zstd);
+        for bad in ["br", "deflate", "gzip, zstd"] {
+            let err = encoding(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("accepted: identity, gzip, zstd"),
+                "{bad}: {err}"
+            );
         }
     }
 }

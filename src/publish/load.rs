@@ -190,8 +190,14 @@ async fn send(shared: &Shared, index: usize, since: Instant) {
         let mut request = shared
             .client
             .post(&shared.spec.publish_urls[index % shared.spec.publish_urls.len()])
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                shared.plan.wire.content_type(),
+            )
             .body(body.clone());
+        if let Some(encoding) = shared.plan.wire.content_encoding() {
+            request = request.header(reqwest::header::CONTENT_ENCODING, encoding);
+        }
         if let Some(token) = &shared.spec.api_token {
             request = request.bearer_auth(token);
         }

@@ -8,7 +8,7 @@ mod report;
 
 pub(crate) use load::backoff;
 pub use load::{CutShort, LoadResult, LoadSpec};
-pub use plan::{Plan, PlanSpec};
+pub use plan::{BodyFormat, Compression, Plan, PlanSpec, Wire};
 pub use report::{Check, Report};
 
 use std::io::IsTerminal;
@@ -43,6 +43,12 @@ pub struct PublishArgs {
     /// Events per request; 1 sends bare objects.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Body format: a JSON array, or NDJSON (one event per line).
+    #[arg(long, value_enum, default_value_t = BodyFormat::Json)]
+    pub format: BodyFormat,
+    /// Body compression (`Content-Encoding`).
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compress: Compression,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -129,6 +135,10 @@ impl PublishArgs {
                 .id_prefix
                 .clone()
                 .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..))),
+            wire: Wire {
+                format: self.format,
+                compress: self.compress,
+            },
         }
     }
 }

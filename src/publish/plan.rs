@@ -13,12 +13,79 @@ pub struct PlanSpec {
     pub seed: u64,
     /// Prefix of every event id, so separate runs never collide.
     pub id_prefix: String,
+    /// How bodies are written and compressed.
+    pub wire: Wire,
+}
+
+/// `--format`: how a request body holds its events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// A JSON array (a bare object with --batch-size 1).
+    #[default]
+    Json,
+    /// One event per line (`application/x-ndjson`).
+    Ndjson,
+}
+
+/// `--compress`: the body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// The body format and compression of a plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wire {
+    pub format: BodyFormat,
+    pub compress: Compression,
+}
+
+impl Wire {
+    pub fn content_type(self) -> &'static str {
+        match self.format {
+            BodyFormat::Json => "application/json",
+            BodyFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self.compress {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+
+    fn encode(self, body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match self.compress {
+            Compression::None => body.to_vec(),
+            Compression::Gzip => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder
+                    .write_all(body)
+                    .and_then(|()| encoder.finish())
+                    .expect("compressing into memory cannot fail")
+            }
+            Compression::Zstd => {
+                zstd::encode_all(body, 3).expect("compressing into memory cannot fail")
+            }
+        }
+    }
 }
 
 /// Pre-built request bodies and, per body, which distinct event keys it carries.
 #[derive(Debug)]
 pub struct Plan {
     pub bodies: Vec<Bytes>,
+    /// How the bodies are written and compressed (their request headers).
+    pub wire: Wire,
     /// Per body, the key numbers (0..unique) of its events, in order.
     pub keys: Vec<Vec<u32>>,
     pub unique_keys: usize,
@@ -43,25 +110,31 @@ impl Plan {
         let mut bodies = Vec::with_capacity(count.div_ceil(batch));
         let mut keys = Vec::with_capacity(count.div_ceil(batch));
         let mut buf = String::new();
+        let array = batch > 1 && spec.wire.format == BodyFormat::Json;
+        let separator = match spec.wire.format {
+            BodyFormat::Json => ',',
+            BodyFormat::Ndjson => '\n',
+        };
         for chunk in sequence.chunks(batch) {
             buf.clear();
-            if batch > 1 {
+            if array {
                 buf.push('[');
             }
             for (i, key) in chunk.iter().enumerate() {
                 if i > 0 {
-                    buf.push(',');
+                    buf.push(separator);
                 }
                 write_event(&mut buf, &spec.id_prefix, *key, topics);
             }
-            if batch > 1 {
+            if array {
                 buf.push(']');
             }
-            bodies.push(Bytes::from(buf.clone()));
+            bodies.push(Bytes::from(spec.wire.encode(buf.as_bytes())));
             keys.push(chunk.to_vec());
         }
         Self {
             bodies,
+            wire: spec.wire,
             keys,
             unique_keys: unique,
         }
@@ -92,6 +165,7 @@ mod tests {
             topics: 7,
             seed: 42,
             id_prefix: "run".into(),
+            wire: Wire::default(),
         }
     }
 

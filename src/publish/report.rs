@@ -235,6 +235,7 @@ mod tests {
             topics: 1,
             seed: 1,
             id_prefix: "x".into(),
+            wire: Default::default(),
         });
         assert_eq!(expected_counts(&plan, &[true, false]), (5, 5, 0));
         assert_eq!(expected_counts(&plan, &[true, true]), (10, 10, 0));

@@ -193,3 +193,28 @@ async fn publish_ends_promptly_on_sigterm_with_a_partial_report() {
     assert!(text.contains("interrupted by a signal"), "{text}");
     assert!(text.contains("events acked"), "a report: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_sends_ndjson_and_compressed_bodies_with_exact_counts() {
+    let app = TestApp::spawn().await;
+    for (format, compress) in [("ndjson", "none"), ("json", "gzip"), ("ndjson", "zstd")] {
+        let (code, text) = run(binary().args([
+            "publish",
+            "--count",
+            "600",
+            "--batch-size",
+            "50",
+            "--format",
+            format,
+            "--compress",
+            compress,
+            "--url",
+            &app.address,
+        ]));
+        assert_eq!(code, 0, "{format}/{compress}: {text}");
+        assert!(
+            text.contains("check            OK"),
+            "{format}/{compress}: {text}"
+        );
+    }
+}

@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod docs_page;
 mod faults;
+mod formats;
 mod hostile;
 mod import_seed;
 mod metrics;

@@ -91,6 +91,8 @@ async fn the_load_generator_retries_503s_and_ends_with_exact_counts() {
         duration: None,
         dup_ratio: 0.2,
         batch_size: 20,
+        format: Default::default(),
+        compress: Default::default(),
         concurrency: 48,
         topics: 5,
         rate: None,
