@@ -132,18 +132,41 @@ pub fn parse_publish_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, 
         )));
     }
 
-    let mut events = Vec::with_capacity(elements.len());
-    let mut errors = Vec::new();
+    let mut checked = Checked::with_capacity(elements.len());
     for (index, raw) in elements.into_iter().enumerate() {
-        match validate_event(index, raw) {
-            Ok(event) => events.push(event),
-            Err(mut errs) => errors.append(&mut errs),
+        checked.add(index, raw);
+    }
+    checked.finish()
+}
+
+/// A request's events as they are validated: the good ones, and every field error of the bad.
+struct Checked {
+    events: Vec<Event>,
+    errors: Vec<FieldError>,
+}
+
+impl Checked {
+    fn with_capacity(events: usize) -> Self {
+        Self {
+            events: Vec::with_capacity(events),
+            errors: Vec::new(),
         }
     }
-    if errors.is_empty() {
-        Ok(events)
-    } else {
-        Err(RequestError::Invalid(errors))
+
+    fn add(&mut self, index: usize, raw: &RawValue) {
+        match validate_event(index, raw) {
+            Ok(event) => self.events.push(event),
+            Err(mut errors) => self.errors.append(&mut errors),
+        }
+    }
+
+    /// All events, or every error of the request (nothing of it is stored).
+    fn finish(self) -> Result<Vec<Event>, RequestError> {
+        if self.errors.is_empty() {
+            Ok(self.events)
+        } else {
+            Err(RequestError::Invalid(self.errors))
+        }
     }
 }
 
@@ -171,8 +194,7 @@ pub fn parse_ndjson_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, R
             max: max_events,
         });
     }
-    let mut events = Vec::with_capacity(lines.len());
-    let mut errors = Vec::new();
+    let mut checked = Checked::with_capacity(lines.len());
     for (index, (line_number, line)) in lines.into_iter().enumerate() {
         let line_number = line_number + 1;
         if !line.trim_start().starts_with('{') {
@@ -185,21 +207,14 @@ pub fn parse_ndjson_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, R
         if first_element_deeper_than(line, PRE_SCAN_DEPTH_LIMIT).is_some() {
             check_json_syntax(line)
                 .map_err(|e| RequestError::NotJson(format!("line {line_number}: {e}")))?;
-            errors.push(depth_error(index));
+            checked.errors.push(depth_error(index));
             continue;
         }
         let raw: &RawValue = serde_json::from_str(line)
             .map_err(|e| RequestError::NotJson(format!("line {line_number}: {e}")))?;
-        match validate_event(index, raw) {
-            Ok(event) => events.push(event),
-            Err(mut errs) => errors.append(&mut errs),
-        }
+        checked.add(index, raw);
     }
-    if errors.is_empty() {
-        Ok(events)
-    } else {
-        Err(RequestError::Invalid(errors))
-    }
+    checked.finish()
 }
 
 fn validate_event(index: usize, raw: &RawValue) -> Result<Event, Vec<FieldError>> {
