@@ -33,6 +33,7 @@ pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_MIN_UPLOAD_BYTES_PER_SEC: u64 = 1024;
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_INFLIGHT_READ_MIB: usize = 64;
+pub const DEFAULT_STREAM_KEEP_ALIVE_SECS: u64 = 15;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,6 +108,10 @@ pub struct HttpArgs {
     /// timeout for a slot, then get 503 + Retry-After; past that they wait in the listen backlog.
     #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// Seconds between `: keep-alive` comments on a quiet GET /events/stream.
+    #[arg(long, env = "AGG_STREAM_KEEP_ALIVE_SECS", default_value_t = DEFAULT_STREAM_KEEP_ALIVE_SECS)]
+    pub stream_keep_alive_secs: u64,
 
     /// Seconds a client has to send a request's headers (a slowloris client is cut off).
     #[arg(long, env = "AGG_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
@@ -320,6 +325,8 @@ impl Config {
             min_upload_bytes_per_sec: http.min_upload_bytes_per_sec,
             max_page_bytes: http.max_page_bytes,
             access_log: http.access_log,
+            stream_write_timeout: Duration::from_secs(http.write_timeout_secs.max(1)),
+            stream_keep_alive: Duration::from_secs(http.stream_keep_alive_secs.max(1)),
         }
     }
 }

@@ -30,6 +30,10 @@ pub(crate) const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
 pub(crate) const UPTIME: &str = "aggregator_uptime_seconds";
 pub(crate) const BUILD_INFO: &str = "aggregator_build_info";
 pub(crate) const HANDLER_PANICS: &str = "aggregator_http_handler_panics_total";
+pub(crate) const SUBSCRIBERS: &str = "aggregator_stream_subscribers";
+pub(crate) const DELIVERED: &str = "aggregator_stream_events_delivered_total";
+pub(crate) const DELIVERY_LAG: &str = "aggregator_stream_delivery_lag_seconds";
+pub(crate) const SLOW_DISCONNECTS: &str = "aggregator_stream_slow_consumer_disconnects_total";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -38,6 +42,10 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[
 /// One SQLite transaction: ~100 µs for a few events to seconds on a stalled disk.
 const COMMIT_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Commit to hand-over of a live event to its subscriber's connection.
+const LAG_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 /// A whole publish, queueing included, up to the enqueue timeout and beyond.
 const PUBLISH_BUCKETS: &[f64] = &[
@@ -56,6 +64,8 @@ pub struct Metrics {
     handler_panics: Counter,
     uptime: Gauge,
     publish_duration: Histogram,
+    /// Live streams (`GET /events/stream`).
+    pub(crate) streams: StreamMetrics,
     /// `aggregator_http_requests_total` handles by (route, status), registered on first use.
     /// Routes are `&'static str` from a fixed list, so the map stays small; a lookup neither
     /// allocates nor takes the registry lock.
@@ -65,6 +75,15 @@ pub struct Metrics {
     /// The standard `process_*` series (RSS, CPU seconds, open fds, start time, threads),
     /// read from `/proc` at each render.
     process: Arc<metrics_process::Collector>,
+}
+
+/// What `GET /events/stream` records.
+#[derive(Clone)]
+pub(crate) struct StreamMetrics {
+    pub(crate) subscribers: Gauge,
+    pub(crate) delivered: Counter,
+    pub(crate) lag: Histogram,
+    pub(crate) slow_disconnects: Counter,
 }
 
 /// The metrics one partition worker records.
@@ -96,6 +115,7 @@ impl Metrics {
         let builder = buckets(PrometheusBuilder::new(), BATCH_SIZE, BATCH_SIZE_BUCKETS);
         let builder = buckets(builder, COMMIT_DURATION, COMMIT_BUCKETS);
         let builder = buckets(builder, PUBLISH_DURATION, PUBLISH_BUCKETS);
+        let builder = buckets(builder, DELIVERY_LAG, LAG_BUCKETS);
         let recorder = Arc::new(builder.build_recorder());
         let handle = recorder.handle();
         describe(&recorder);
@@ -118,6 +138,13 @@ impl Metrics {
             uptime: recorder.register_gauge(&Key::from_static_name(UPTIME), &metadata()),
             publish_duration: recorder
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
+            streams: StreamMetrics {
+                subscribers: recorder
+                    .register_gauge(&Key::from_static_name(SUBSCRIBERS), &metadata()),
+                delivered: counter(DELIVERED),
+                lag: recorder.register_histogram(&Key::from_static_name(DELIVERY_LAG), &metadata()),
+                slow_disconnects: counter(SLOW_DISCONNECTS),
+            },
             requests: Arc::default(),
             partition_gauges: Arc::default(),
             process,
@@ -253,6 +280,21 @@ fn describe(recorder: &PrometheusRecorder) {
         COMMIT_DURATION.into(),
         Some(Unit::Seconds),
         "Duration of one batch commit.".into(),
+    );
+    recorder.describe_gauge(
+        SUBSCRIBERS.into(),
+        None,
+        "Open GET /events/stream connections.".into(),
+    );
+    describe_counter(DELIVERED, "Events written to stream subscribers.");
+    recorder.describe_histogram(
+        DELIVERY_LAG.into(),
+        Some(Unit::Seconds),
+        "From the commit that made a live event visible to its hand-over to a subscriber's connection.".into(),
+    );
+    describe_counter(
+        SLOW_DISCONNECTS,
+        "Stream subscribers disconnected for not reading (they resume with Last-Event-ID).",
     );
     recorder.describe_histogram(
         PUBLISH_DURATION.into(),

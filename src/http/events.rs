@@ -6,6 +6,7 @@
 //! walking the pages returns every stored event exactly once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -21,6 +22,51 @@ use crate::store::{PageLimit, StoredEvent};
 
 /// Default and maximum page size.
 pub const MAX_PAGE: usize = 10_000;
+/// Longest long poll (`wait=`), in seconds.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// `after` with a topic: a seq, 0 when absent.
+fn parse_seq(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(raw) => raw.parse::<i64>().ok().filter(|&s| s >= 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("after must be a seq (a number >= 0), got {raw:?}"))
+        }),
+    }
+}
+
+/// Long poll: returns once `topic` has an event after `after`, or `wait` has passed, or
+/// shutdown began (the caller then reads what there is, possibly nothing).
+async fn wait_for_event(
+    state: &AppState,
+    topic: &str,
+    after: i64,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let partition = partition_of(topic, state.store.partitions());
+    let mut commits = state.ingest.partitions()[partition].commits();
+    let probe = PageLimit {
+        max_events: 1,
+        max_bytes: 1,
+    };
+    loop {
+        commits.borrow_and_update();
+        let found = state
+            .store
+            .topic_page(partition, topic, after, probe)
+            .await
+            .map_err(read_failed)?;
+        if !found.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { return Ok(()) },
+            () = tokio::time::sleep_until(deadline) => return Ok(()),
+            () = state.shutdown_begun() => return Ok(()),
+        }
+    }
+}
 
 /// Position after the last event of a page, across all topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +98,28 @@ pub(super) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
-    let mut params = query::parse(raw.as_deref(), &["topic", "after", "limit"])?;
+    let mut params = query::parse(raw.as_deref(), &["topic", "after", "limit", "wait"])?;
     let max_events = parse_limit(params.get("limit").map(String::as_str))?;
+    if let Some(raw) = params.get("wait") {
+        let wait = raw
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "wait must be whole seconds from 0 to {MAX_WAIT_SECS}, got {raw:?}"
+                ))
+            })?;
+        let topic = params
+            .get("topic")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::BadRequest("wait needs a topic (a long poll follows one topic)".into())
+            })?;
+        let after = parse_seq(params.get("after").map(String::as_str))?;
+        // Waits before taking any read budget, so idle long polls hold no page memory.
+        wait_for_event(&state, topic, after, Duration::from_secs(wait)).await?;
+    }
     let limit = PageLimit {
         max_events: max_events + 1,
         max_bytes: state.limits.max_page_bytes,
@@ -69,14 +135,7 @@ pub(super) async fn list(
             if topic.is_empty() {
                 return Err(ApiError::BadRequest("topic must not be empty".into()));
             }
-            let after = match params.get("after").map(String::as_str) {
-                None => 0,
-                Some(raw) => raw.parse::<i64>().ok().filter(|&s| s >= 0).ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "after must be a seq (a number >= 0), got {raw:?}"
-                    ))
-                })?,
-            };
+            let after = parse_seq(params.get("after").map(String::as_str))?;
             let partition = partition_of(&topic, state.store.partitions());
             let mut events = state
                 .store

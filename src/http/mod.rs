@@ -11,10 +11,10 @@ mod publish;
 mod query;
 pub mod server;
 mod stats;
+mod stream;
 mod topics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -52,6 +52,10 @@ pub struct HttpLimits {
     pub max_page_bytes: usize,
     /// One `info` line per request (method, route, status, latency, request id).
     pub access_log: bool,
+    /// A stream subscriber that takes no frame for this long is disconnected.
+    pub stream_write_timeout: std::time::Duration,
+    /// A quiet stream gets a `: keep-alive` comment this often.
+    pub stream_keep_alive: std::time::Duration,
 }
 
 /// Memory budgets of the HTTP layer, in bytes.
@@ -78,7 +82,8 @@ pub struct AppState {
     /// `/events` pages until written (`--max-inflight-read-mib`).
     pub read_budget: MemoryBudget,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
-    shutting_down: AtomicBool,
+    /// True once shutdown began; long-lived responses (streams, long polls) watch it.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -99,17 +104,24 @@ impl AppState {
             limits,
             api_tokens,
             metrics,
-            shutting_down: AtomicBool::new(false),
+            shutting_down: tokio::sync::watch::channel(false).0,
         }
     }
 
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutting_down.send_replace(true);
         self.ingest.close();
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+        *self.shutting_down.borrow()
+    }
+
+    /// Completes once shutdown begins.
+    pub(crate) async fn shutdown_begun(&self) {
+        let mut signal = self.shutting_down.subscribe();
+        // The sender lives as long as this state, which the caller borrows.
+        let _ = signal.wait_for(|begun| *begun).await;
     }
 
     /// The service's numbers now, as `/readyz` needs them (no store read).
@@ -144,6 +156,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/publish", post(publish::publish))
         .route("/events", get(events::list))
+        .route("/events/stream", get(stream::stream))
         .route("/topics", get(topics::list))
         .route("/stats", get(stats::stats))
         .route("/healthz", get(health::healthz))

@@ -21,6 +21,7 @@ use crate::event::Event;
     paths(
         super::publish::publish,
         super::events::list,
+        super::stream::stream,
         super::topics::list,
         super::stats::stats,
         super::metrics_text,
@@ -76,6 +77,22 @@ pub(super) struct EventsQuery {
     /// Events per page, 1 to 10000 (default 10000); a page also ends at its byte bound.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+    /// Long poll (needs `topic`): when no event follows `after` yet, wait up to this many
+    /// seconds (0 to 30) for one to be committed; then `[]`.
+    #[param(minimum = 0, maximum = 30)]
+    wait: Option<u32>,
+}
+
+/// The query of `GET /events/stream`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Parameters only: the handler reads the query strictly itself.
+pub(super) struct StreamQuery {
+    /// The topic to follow (required for now).
+    topic: String,
+    /// A seq (≥ 0): the stream starts after it. Overrides `Last-Event-ID`.
+    #[param(minimum = 0)]
+    after: Option<i64>,
 }
 
 /// The query of `GET /topics`; unknown parameters are refused (400).
@@ -151,6 +168,7 @@ mod tests {
         for route in [
             "/publish",
             "/events",
+            "/events/stream",
             "/topics",
             "/stats",
             "/metrics",

@@ -18,7 +18,7 @@ mod partition;
 mod partitioner;
 mod worker;
 
-pub use partition::PartitionHandle;
+pub use partition::{CommitMark, PartitionHandle};
 pub use partitioner::{partition_of, topic_hash};
 
 use std::sync::Arc;

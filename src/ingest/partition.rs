@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::budget::Charge;
 use crate::event::Event;
@@ -77,6 +77,34 @@ pub struct PartitionHandle {
     pub(super) queued_bytes: Arc<AtomicUsize>,
     /// Written by the worker, read here.
     pub(super) stats: Arc<PartitionStats>,
+    /// Bumped after every commit that stored new events (by this process's worker, or by a
+    /// store that hears of other replicas' commits): readers of the partition wait on it.
+    pub(super) committed: Arc<watch::Sender<CommitMark>>,
+}
+
+/// The latest commit that stored new events in a partition: how many such commits this
+/// process has seen, and when the last one was seen (for delivery lag).
+#[derive(Debug, Clone, Copy)]
+pub struct CommitMark {
+    pub generation: u64,
+    pub at: std::time::Instant,
+}
+
+impl CommitMark {
+    pub(super) fn first() -> Self {
+        Self {
+            generation: 0,
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Marks a new commit on `committed`.
+pub(super) fn mark_commit(committed: &watch::Sender<CommitMark>) {
+    committed.send_modify(|mark| {
+        mark.generation += 1;
+        mark.at = std::time::Instant::now();
+    });
 }
 
 impl PartitionHandle {
@@ -101,6 +129,16 @@ impl PartitionHandle {
             worker_alive: self.stats.worker_alive(),
             store_ok: self.stats.store_ok(),
         }
+    }
+
+    /// Wakes on every later commit that stores new events in this partition.
+    pub fn commits(&self) -> watch::Receiver<CommitMark> {
+        self.committed.subscribe()
+    }
+
+    /// Another process committed to this partition (heard through the store).
+    pub fn mark_remote_commit(&self) {
+        mark_commit(&self.committed);
     }
 
     /// Takes in totals read from a store other processes commit to (never moving back).

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
 use super::batch::Batch;
-use super::partition::{CommitFailed, Job, JobOutcome, PartitionHandle};
+use super::partition::{CommitFailed, CommitMark, Job, JobOutcome, PartitionHandle, mark_commit};
 use crate::dedup::DedupCache;
 use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
@@ -51,6 +51,7 @@ pub(super) struct PartitionWorker {
     settings: WorkerSettings,
     stats: Arc<PartitionStats>,
     metrics: PartitionMetrics,
+    committed: Arc<watch::Sender<CommitMark>>,
 }
 
 /// What the worker does next.
@@ -87,7 +88,9 @@ impl PartitionWorker {
             queue_capacity: settings.queue_capacity,
             queued_bytes: Arc::default(),
             stats: stats.clone(),
+            committed: Arc::new(watch::channel(CommitMark::first()).0),
         };
+        let committed = handle.committed.clone();
         let worker = Self {
             id,
             queue,
@@ -96,6 +99,7 @@ impl PartitionWorker {
             settings,
             stats,
             metrics,
+            committed,
         };
         (handle, tokio::spawn(worker.run()))
     }
@@ -164,6 +168,9 @@ impl PartitionWorker {
                 let outcomes = settle(&mut self.cache, &batch, &slots, &inserted, &jobs);
                 self.stats.publish_totals(self.writer.totals());
                 self.stats.set_store_ok(true);
+                if inserted.iter().any(|new| *new) {
+                    mark_commit(&self.committed);
+                }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     // The requester may have gone away; its events are committed regardless.
                     let _ = job.reply.send(Ok(outcome));

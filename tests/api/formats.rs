@@ -138,10 +138,16 @@ async fn corrupt_compressed_bodies_are_400_and_other_encodings_415() {
     let mut broken = gzip(&array);
     let middle = broken.len() / 2;
     broken[middle] ^= 0xff;
+    let trailing = |mut compressed: Vec<u8>| {
+        compressed.extend(b"trailing bytes");
+        compressed
+    };
     for (encoding, body) in [
         ("gzip", broken),
         ("gzip", array.clone()),
+        ("gzip", trailing(gzip(&array))),
         ("zstd", b"not zstd at all".to_vec()),
+        ("zstd", trailing(zstd(&array))),
     ] {
         let (status, reply) = post(&app, "application/json", Some(encoding), body).await;
         assert_eq!(status, 400, "{encoding}: {reply}");

@@ -22,6 +22,7 @@ mod publish;
 mod replicas;
 mod restart;
 mod store_conformance;
+mod stream;
 #[path = "../support/mod.rs"]
 mod support;
 mod topics;

@@ -1,0 +1,208 @@
+//! `GET /events/stream` (Server-Sent Events) and the `/events` long poll, over real HTTP.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::app::{TestApp, event};
+
+/// An open stream, read message by message.
+struct Stream {
+    response: reqwest::Response,
+    text: String,
+}
+
+/// One SSE message: its `id` and `data`, or a comment.
+#[derive(Debug)]
+enum Message {
+    Event { id: String, data: Value },
+    Comment(String),
+}
+
+impl Stream {
+    async fn open(app: &TestApp, query: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = app
+            .client
+            .get(format!("{}/events/stream?{query}", app.address));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// The next message, or `None` after `limit`.
+    async fn next(&mut self, limit: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        return Some(Message::Comment(comment.trim().to_string()));
+                    }
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_string());
+                    }
+                    if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(v).unwrap());
+                    }
+                }
+                return Some(Message::Event {
+                    id: id.expect("an id line"),
+                    data: data.expect("a data line"),
+                });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?;
+            self.text
+                .push_str(std::str::from_utf8(&chunk.unwrap()?).unwrap());
+        }
+    }
+
+    /// The next `n` events' ids, skipping comments.
+    async fn ids(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            match self.next(Duration::from_secs(10)).await {
+                Some(Message::Event { id, data }) => {
+                    assert_eq!(data["seq"].to_string(), id, "id is the seq");
+                    ids.push(id);
+                }
+                Some(Message::Comment(_)) => {}
+                None => panic!("stream ended or stalled after {ids:?}"),
+            }
+        }
+        ids
+    }
+}
+
+async fn publish(app: &TestApp, topic: &str, ids: std::ops::Range<usize>) {
+    let events: Vec<Value> = ids.map(|i| event(topic, &format!("e-{i}"))).collect();
+    app.publish_ok(&Value::Array(events)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_delivers_stored_then_live_events_once_in_seq_order() {
+    let app = TestApp::spawn().await;
+    publish(&app, "s", 0..3).await;
+    let mut stream = Stream::open(&app, "topic=s", None).await;
+    assert_eq!(stream.ids(3).await, ["1", "2", "3"]);
+    let started = Instant::now();
+    publish(&app, "s", 3..5).await;
+    publish(&app, "other", 0..2).await;
+    publish(&app, "s", 3..6).await; // 3 and 4 are duplicates: only 5 is new
+    assert_eq!(stream.ids(3).await, ["4", "5", "6"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "live, woken by the commit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumes_after_last_event_id_or_after() {
+    let app = TestApp::spawn().await;
+    publish(&app, "r", 0..5).await;
+    let mut stream = Stream::open(&app, "topic=r", Some("2")).await;
+    assert_eq!(stream.ids(3).await, ["3", "4", "5"]);
+    let mut stream = Stream::open(&app, "topic=r&after=4", Some("1")).await;
+    assert_eq!(stream.ids(1).await, ["5"], "after wins over Last-Event-ID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_gets_keep_alive_comments() {
+    let app = TestApp::builder()
+        .config(|c| c.http.stream_keep_alive_secs = 1)
+        .spawn()
+        .await;
+    let mut stream = Stream::open(&app, "topic=quiet", None).await;
+    match stream.next(Duration::from_secs(5)).await {
+        Some(Message::Comment(text)) => assert_eq!(text, "keep-alive"),
+        other => panic!("expected a keep-alive, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_stream_requests_are_400() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "",
+        "topic=",
+        "topic=t&after=-1",
+        "topic=t&after=x",
+        "topic=t&Topic=u",
+    ] {
+        let response = app.get(&format!("/events/stream?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let app = TestApp::spawn().await;
+    let mut stream = Stream::open(&app, "topic=end", None).await;
+    let started = Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stream.next(Duration::from_secs(2)).await.is_none(),
+        "the stream ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_answers_when_an_event_commits_or_when_the_wait_ends() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let poller = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let page: Vec<Value> = app
+                .get("/events?topic=lp&wait=10")
+                .await
+                .json()
+                .await
+                .unwrap();
+            (page, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(&app, "lp", 0..1).await;
+    let (page, elapsed) = poller.await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "answered at the commit: {elapsed:?}"
+    );
+
+    let started = Instant::now();
+    let page: Vec<Value> = app
+        .get("/events?topic=lp&after=1&wait=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    for query in ["topic=lp&wait=31", "topic=lp&wait=x", "wait=1"] {
+        assert_eq!(
+            app.get(&format!("/events?{query}")).await.status(),
+            400,
+            "{query}"
+        );
+    }
+}
