@@ -104,6 +104,15 @@ pub async fn run_on(
         metrics,
         config.http.budgets(),
     ));
+    // Other replicas' commits (PostgreSQL) wake this process's stream subscribers too.
+    let listener_state = Arc::downgrade(&state);
+    let commit_listener = store.listen_commits(Arc::new(move |partition| {
+        if let Some(state) = listener_state.upgrade()
+            && let Some(handle) = state.ingest.partitions().get(partition)
+        {
+            handle.mark_remote_commit();
+        }
+    }));
     tracing::info!(
         listen = %listener.local_addr()?,
         store = %store_label(&config),
@@ -136,6 +145,9 @@ pub async fn run_on(
     }
     if !workers.drain(deadline).await {
         tracing::error!("some partition workers did not finish committing before the timeout");
+    }
+    if let Some(task) = commit_listener {
+        task.abort();
     }
     drop(state);
     drop(store);

@@ -216,6 +216,9 @@ impl CommitBatch {
     }
 }
 
+/// Told the partition of each commit another process made.
+pub type CommitListener = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// An opened store.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -255,6 +258,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// How many topics exist.
     async fn topic_count(&self) -> Result<u64, StoreError>;
+
+    /// Calls `on_commit(partition)` when another process commits new events to the store, for
+    /// as long as the returned task runs (the caller aborts it when done). `None` when no other
+    /// process can write (SQLite: this process's workers mark their own commits).
+    fn listen_commits(&self, on_commit: CommitListener) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = on_commit;
+        None
+    }
 
     /// Lifetime totals per partition as the store holds them now, when other processes may
     /// commit to it too. `None` when this process is the only writer, so the totals its own

@@ -206,3 +206,28 @@ async fn a_long_poll_answers_when_an_event_commits_or_when_the_wait_ends() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
+async fn an_event_committed_through_one_replica_reaches_a_subscriber_on_another_at_once() {
+    let Some(server) = crate::support::pg::shared("stream::replicas") else {
+        return;
+    };
+    let store: uts_aggregator::store::Location = server.create_database().parse().unwrap();
+    let a = TestApp::builder().store(store.clone()).spawn().await;
+    // Keep-alives (which also re-read) far away: only the commit notification can wake B.
+    let b = TestApp::builder()
+        .store(store)
+        .config(|c| c.http.stream_keep_alive_secs = 600)
+        .spawn()
+        .await;
+    let mut stream = Stream::open(&b, "topic=across", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    publish(&a, "across", 0..2).await;
+    assert_eq!(stream.ids(2).await, ["1", "2"]);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}

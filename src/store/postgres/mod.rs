@@ -23,6 +23,7 @@
 //! Durability is the server's: COMMIT returns once PostgreSQL has flushed its WAL
 //! (`synchronous_commit = on`, the default), so `--durability` does not apply here.
 
+mod listen;
 mod reader;
 mod schema;
 mod tls;
@@ -172,6 +173,8 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 pub struct PgStore {
     shared: Arc<Shared>,
     partitions: usize,
+    /// For the commit listener's own connection.
+    location: PgLocation,
 }
 
 impl PgStore {
@@ -233,7 +236,11 @@ impl PgStore {
                     },
                 })?
         };
-        Ok(Self { shared, partitions })
+        Ok(Self {
+            shared,
+            partitions,
+            location: location.clone(),
+        })
     }
 }
 
@@ -283,6 +290,17 @@ impl Store for PgStore {
 
     async fn topic_count(&self) -> Result<u64, StoreError> {
         reader::topic_count(&self.shared).await
+    }
+
+    fn listen_commits(
+        &self,
+        on_commit: crate::store::CommitListener,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(listen::commits(
+            self.location.clone(),
+            self.partitions,
+            on_commit,
+        )))
     }
 
     async fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {

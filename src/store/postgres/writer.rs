@@ -61,7 +61,11 @@ const WRITE: &str = "WITH inserted AS (
             (SELECT count(*) FROM advanced),
             b.received + coalesce(sum(o.received), 0)::bigint,
             b.unique_processed + coalesce(sum(o.unique_processed), 0)::bigint,
-            b.duplicate_dropped + coalesce(sum(o.duplicate_dropped), 0)::bigint
+            b.duplicate_dropped + coalesce(sum(o.duplicate_dropped), 0)::bigint,
+            -- Wakes the stream subscribers of every replica once this commits (NOTIFY is
+            -- delivered at COMMIT, never for a rolled-back batch).
+            (SELECT count(pg_notify('uts_aggregator_commits', $1::text))
+             FROM (SELECT 1 WHERE cardinality($3::bytea[]) > 0) AS any_new)
      FROM bumped b
      LEFT JOIN counters o ON o.partition = $1::integer AND o.slot <> $2::integer
      GROUP BY b.received, b.unique_processed, b.duplicate_dropped";
