@@ -58,6 +58,8 @@ pub enum Command {
     Publish(crate::publish::PublishArgs),
     /// Import the Python prototype's events (its dedup.db) into a running service.
     ImportSeed(crate::import::ImportArgs),
+    /// Follow a topic's live stream, checking that seq is gapless and never repeats.
+    Consume(crate::consume::ConsumeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

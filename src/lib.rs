@@ -13,6 +13,7 @@
 //! - [`metrics`]: every exported metric, described once; Prometheus rendering.
 //! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
 //! - [`import`]: `uts-aggregator import-seed`, the prototype's events into a running service.
+//! - [`consume`]: `uts-aggregator consume`, a checking follower of `GET /events/stream`.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
 //! # Data flow
@@ -28,6 +29,7 @@
 
 pub(crate) mod budget;
 pub mod config;
+pub mod consume;
 pub mod dedup;
 pub mod event;
 pub mod http;

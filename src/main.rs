@@ -25,6 +25,12 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             });
         }
+        Some(Command::Consume(args)) => {
+            return consume(args).await.unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
@@ -72,6 +78,26 @@ async fn import_seed(args: uts_aggregator::import::ImportArgs) -> anyhow::Result
         summary.print_human();
     }
     Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Exit code 1 when a seq gap or repeat was seen (each is printed).
+async fn consume(args: uts_aggregator::consume::ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let summary = uts_aggregator::consume::run(&args, uts_aggregator::shutdown::signal()).await?;
+    for problem in &summary.problems {
+        eprintln!("check: {problem}");
+    }
+    eprintln!(
+        "consumed {} events, last seq {}, resumed {} times, check {}",
+        summary.events,
+        summary.last_seq,
+        summary.resumed,
+        if summary.ok() { "OK" } else { "FAILED" }
+    );
+    Ok(if summary.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -229,5 +229,94 @@ async fn an_event_committed_through_one_replica_reaches_a_subscriber_on_another_
     let started = Instant::now();
     publish(&a, "across", 0..2).await;
     assert_eq!(stream.ids(2).await, ["1", "2"]);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `consume` follows a topic across a SIGKILL and restart of the service: it resumes with
+/// `Last-Event-ID` and sees every seq once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
+    use crate::support::process::BinaryApp;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::pg::free_port();
+    let start = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));
+        command
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(dir.path());
+        BinaryApp::from_command(command)
+    };
+    let client = reqwest::Client::new();
+    let publish = |url: String, range: std::ops::Range<usize>| {
+        let client = client.clone();
+        async move {
+            let events: Vec<Value> = range.map(|i| event("follow", &format!("e-{i}"))).collect();
+            let status = client
+                .post(format!("{url}/publish"))
+                .json(&events)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    };
+    let service = start();
+    publish(service.address.clone(), 0..50).await;
+    let consumer = std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+        .args([
+            "consume",
+            "--topic",
+            "follow",
+            "--from-start",
+            "--count",
+            "150",
+            "--duration",
+            "60",
+        ])
+        .args(["--url", &service.address])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    publish(service.address.clone(), 50..100).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(service);
+    let service = start();
+    publish(service.address.clone(), 100..150).await;
+    let output = tokio::task::spawn_blocking(move || consumer.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("consumed 150 events, last seq 150"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check OK"), "{stderr}");
+    let seqs: Vec<i64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=150).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
 }
