@@ -9,6 +9,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_prometheus)");
     println!("cargo::rustc-check-cfg=cfg(no_python)");
     println!("cargo::rustc-check-cfg=cfg(no_chromium)");
+    println!("cargo::rustc-check-cfg=cfg(no_playwright)");
+    println!("cargo::rerun-if-changed=tests/browser/node_modules/playwright-core");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=AGG_TEST_PG_BIN");
     println!("cargo::rerun-if-env-changed=PATH");
@@ -26,6 +28,10 @@ fn main() {
     }
     if !on_path("chromium") {
         println!("cargo::rustc-cfg=no_chromium");
+    }
+    let playwright = Path::new("tests/browser/node_modules/playwright-core/package.json");
+    if !(on_path("chromium") && on_path("node") && playwright.exists()) {
+        println!("cargo::rustc-cfg=no_playwright");
     }
     if !on_path("python3") {
         println!("cargo::rustc-cfg=no_python");

@@ -164,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs_page))
+        .route("/", get(openapi::live_page))
         .route("/docs/redoc.standalone.js", get(openapi::docs_script))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -29,6 +29,7 @@ use crate::event::Event;
         super::health::readyz,
         document,
         docs_page,
+        live_page,
     ),
     modifiers(&BearerToken),
     tags(
@@ -143,6 +144,17 @@ pub(super) async fn docs_page() -> Html<&'static str> {
 </html>
 "#,
     )
+}
+
+/// The live page
+///
+/// The service's counters and rates, its topics, and with `?topic=T` a live tail of that topic
+/// (read from `GET /events/stream`). One self-contained HTML file served from the binary.
+#[utoipa::path(get, path = "/", tag = "docs", responses(
+    (status = 200, description = "An HTML page", content_type = "text/html"),
+))]
+pub(super) async fn live_page() -> Html<&'static str> {
+    Html(include_str!("live/index.html"))
 }
 
 /// Redoc 2.5.4 (MIT; `src/http/docs/redoc.LICENSE`).

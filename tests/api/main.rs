@@ -11,6 +11,7 @@ mod faults;
 mod formats;
 mod hostile;
 mod import_seed;
+mod live_page;
 mod metrics;
 mod model;
 mod overload;
