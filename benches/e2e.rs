@@ -59,6 +59,7 @@ fn main() {
         figures: HashMap::new(),
         rss_kib: HashMap::new(),
         cpu_us_per_event: HashMap::new(),
+        early_share: HashMap::new(),
         wire_bytes_per_event: HashMap::new(),
         p99: HashMap::new(),
         table: Table::default(),
@@ -206,6 +207,14 @@ enum Measure {
     P99Of(&'static str),
     /// `import-seed` of a prototype database of this many rows (full scale) into the service.
     ImportSeed { rows: usize },
+    /// Stream delivery: single events published open loop at half of row 3b's rate to one
+    /// topic followed by `subscribers` streams; latency from each publish's 200 to its
+    /// receipt by each subscriber. The row's figure is p50 (ms); p99 is kept for a later row.
+    Delivery { subscribers: usize },
+    /// The share (%) of an earlier delivery row's receipts that arrived before the 200.
+    EarlyShareOf(&'static str),
+    /// Peak RSS growth (KiB) per idle stream subscriber, over `subscribers` of them.
+    IdleSubscriberRss { subscribers: usize },
     /// The service's CPU time per event (µs) during an earlier row.
     CpuPerEventOf(&'static str),
     /// Request body bytes per event of an earlier row's plan.
@@ -521,6 +530,55 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Target::Ratio("11g"),
         ),
         row(
+            "12a",
+            "stream delivery latency publish-200 -> subscriber, 1 subscriber, open loop at 50% of 3b",
+            ALL,
+            Measure::Delivery { subscribers: 1 },
+            Target::None,
+        ),
+        row(
+            "12b",
+            "the same, p99",
+            ALL,
+            Measure::P99Of("12a"),
+            Target::None,
+        ),
+        row(
+            "12f",
+            "1 subscriber: receipts before the publisher's 200 (counted as 0 ms above)",
+            ALL,
+            Measure::EarlyShareOf("12a"),
+            Target::None,
+        ),
+        row(
+            "12c",
+            "stream delivery latency, 100 subscribers of the topic, same load",
+            ALL,
+            Measure::Delivery { subscribers: 100 },
+            Target::None,
+        ),
+        row(
+            "12d",
+            "the same, p99",
+            ALL,
+            Measure::P99Of("12c"),
+            Target::None,
+        ),
+        row(
+            "12g",
+            "100 subscribers: receipts before the publisher's 200",
+            ALL,
+            Measure::EarlyShareOf("12c"),
+            Target::None,
+        ),
+        row(
+            "12e",
+            "service RSS per idle stream subscriber (1000 subscribers)",
+            ALL,
+            Measure::IdleSubscriberRss { subscribers: 1000 },
+            Target::None,
+        ),
+        row(
             "10",
             "import-seed: 100k prototype rows (Python-literal payloads), batches of 500",
             ALL,
@@ -667,6 +725,8 @@ struct Bench {
     figures: HashMap<&'static str, f64>,
     rss_kib: HashMap<&'static str, u64>,
     cpu_us_per_event: HashMap<&'static str, f64>,
+    /// Per delivery row: the share of receipts that came before the publisher saw its 200.
+    early_share: HashMap<&'static str, f64>,
     wire_bytes_per_event: HashMap<&'static str, f64>,
     p99: HashMap<&'static str, f64>,
     table: Table,
@@ -787,6 +847,42 @@ impl Bench {
             }
             Measure::PeakRssOf(row) => self.rss_kib.get(row).copied().unwrap_or(0) as f64 / 1024.0,
             Measure::P99Of(row) => self.p99.get(row).copied().unwrap_or(f64::NAN),
+            Measure::Delivery { subscribers } => {
+                let rate = self.figures.get("3b").copied().unwrap_or(2000.0) * 0.5;
+                let secs = (self.plans.single_secs / 2.0).max(2.0);
+                let dir = self.work.path().join(scenario.id);
+                let program = PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator"));
+                let server = BinaryApp::from_command(serve_command_of(
+                    &program,
+                    &dir,
+                    &["--max-connections", "4096"],
+                ));
+                let (p50, p99, early) =
+                    self.runtime
+                        .block_on(delivery(&server.address, *subscribers, rate, secs));
+                self.p99.insert(scenario.id, p99);
+                self.early_share.insert(scenario.id, early);
+                p50
+            }
+            Measure::EarlyShareOf(row) => self.early_share.get(row).copied().unwrap_or(f64::NAN),
+            Measure::IdleSubscriberRss { subscribers } => {
+                let dir = self.work.path().join(scenario.id);
+                let program = PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator"));
+                let server = BinaryApp::from_command(serve_command_of(
+                    &program,
+                    &dir,
+                    &["--max-connections", "4096"],
+                ));
+                let pid = server.child.id();
+                let before = current_rss_kib(pid);
+                let streams = self
+                    .runtime
+                    .block_on(open_streams(&server.address, *subscribers));
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let after = current_rss_kib(pid);
+                drop(streams);
+                (after.saturating_sub(before)) as f64 / *subscribers as f64
+            }
             Measure::CpuPerEventOf(row) => {
                 self.cpu_us_per_event.get(row).copied().unwrap_or(f64::NAN)
             }
@@ -828,6 +924,9 @@ impl Bench {
             Measure::PeakRssOf(_) => "MiB",
             Measure::P99Of(_) => "ms",
             Measure::ImportSeed { .. } => "rows/s",
+            Measure::Delivery { .. } => "ms p50",
+            Measure::EarlyShareOf(_) => "% before the 200",
+            Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
             Measure::CpuPerEventOf(_) => "µs CPU/event",
             Measure::WireBytesPerEventOf(_) => "bytes/event",
         };
@@ -931,6 +1030,151 @@ fn load(
         no_check: false,
         json: true,
     }
+}
+
+/// Resident memory (`VmRSS`) of process `pid` now, in KiB.
+fn current_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `count` open, idle streams of one topic (each has received its first keep-alive-free
+/// response head).
+async fn open_streams(base: &str, count: usize) -> Vec<reqwest::Response> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let response = client
+            .get(format!("{base}/events/stream?topic=idle"))
+            .send()
+            .await
+            .expect("open a stream");
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    streams
+}
+
+/// Publishes single events to one topic at `rate`/s for `secs` while `subscribers` streams
+/// follow it; returns the p50 and p99 (ms) of receipt minus the publish's 200, over every
+/// (event, subscriber) pair (a receipt before the 200 counts as 0), and the share (%) of such
+/// early receipts.
+async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> (f64, f64, f64) {
+    use std::sync::Mutex;
+    use tokio::time::Instant as TokioInstant;
+    let acked: Arc<Mutex<HashMap<u64, TokioInstant>>> = Arc::default();
+    let received: Arc<Mutex<Vec<(u64, TokioInstant)>>> = Arc::default();
+    let total = (rate * secs) as u64;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let mut response = client
+            .get(format!("{base}/events/stream?topic=delivery"))
+            .send()
+            .await
+            .expect("open a stream");
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            let mut text = String::new();
+            let mut seen = 0u64;
+            while seen < total {
+                let Ok(Ok(Some(chunk))) =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), response.chunk())
+                        .await
+                else {
+                    break;
+                };
+                let now = TokioInstant::now();
+                text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+                let mut mine = Vec::new();
+                while let Some(end) = text.find("\n\n") {
+                    let message: String = text.drain(..end + 2).collect();
+                    if let Some(seq) = message.lines().find_map(|l| l.strip_prefix("id: ")) {
+                        mine.push((seq.parse::<u64>().expect("a seq"), now));
+                        seen += 1;
+                    }
+                }
+                received.lock().expect("lock").extend(mine);
+            }
+        }));
+    }
+    let publisher = {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        let acked = acked.clone();
+        let base = base.to_string();
+        tokio::spawn(async move {
+            let start = TokioInstant::now();
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
+            let mut tasks = Vec::new();
+            for i in 0..total {
+                tokio::time::sleep_until(
+                    start + std::time::Duration::from_secs_f64(i as f64 / rate),
+                )
+                .await;
+                let permit = in_flight.clone().acquire_owned().await.expect("open");
+                let (client, acked, url) =
+                    (client.clone(), acked.clone(), format!("{base}/publish"));
+                tasks.push(tokio::spawn(async move {
+                    let body = serde_json::json!({"topic": "delivery", "event_id": format!("d-{i}"),
+                        "timestamp": "2025-10-24T00:00:00Z", "source": "bench", "payload": {"i": i}});
+                    let reply: serde_json::Value = client.post(url).json(&body).send().await.expect("publish")
+                        .json().await.expect("reply");
+                    assert_eq!(reply["unique_processed"], 1);
+                    // Events of one topic get seq in commit order; a single publisher's
+                    // concurrent requests may commit in any order, so the ack is keyed by the
+                    // event's seq below, looked up by its id here.
+                    acked.lock().expect("lock").insert(i, TokioInstant::now());
+                    drop(permit);
+                }));
+            }
+            for task in tasks {
+                task.await.expect("publish task");
+            }
+        })
+    };
+    publisher.await.expect("publisher");
+    for reader in readers {
+        let _ = reader.await;
+    }
+    // seq -> event index: read the topic's events back once.
+    let stored =
+        support::pages::walk_pages(&client, base, "/events?topic=delivery&limit=10000").await;
+    let by_seq: HashMap<u64, u64> = stored
+        .iter()
+        .filter_map(|e| {
+            let index = e["event_id"].as_str()?.strip_prefix("d-")?.parse().ok()?;
+            Some((e["seq"].as_u64()?, index))
+        })
+        .collect();
+    let acked = acked.lock().expect("lock");
+    let mut lags: Vec<f64> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(seq, at)| {
+            let ack = acked.get(by_seq.get(seq)?)?;
+            Some(at.saturating_duration_since(*ack).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    let early =
+        lags.iter().filter(|lag| **lag == 0.0).count() as f64 * 100.0 / lags.len().max(1) as f64;
+    assert!(!lags.is_empty(), "no deliveries measured");
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags[((q * lags.len() as f64).ceil() as usize).clamp(1, lags.len()) - 1];
+    (at(0.5), at(0.99), early)
 }
 
 /// A prototype `dedup.db` of `rows` rows as the Python service wrote it: payloads are
