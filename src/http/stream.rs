@@ -189,15 +189,21 @@ async fn feed(state: Arc<AppState>, topic: String, mut after: i64, frames: mpsc:
     metrics.subscribers.decrement(1.0);
 }
 
-/// Hands `frame` to the connection, waiting at most `stall` for room.
+/// Hands `frame` to the connection, waiting at most `stall` for room. A subscriber whose
+/// connection is closed while a frame waits for room was not reading (the connection's own
+/// write timeout closes it at the same bound): that, too, is a slow subscriber.
 async fn hand_over(
     frames: &mpsc::Sender<Bytes>,
     frame: Bytes,
     stall: Duration,
 ) -> Result<(), Ended> {
+    let frame = match frames.try_send(frame) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err(Ended::Closed),
+        Err(mpsc::error::TrySendError::Full(frame)) => frame,
+    };
     match tokio::time::timeout(stall, frames.send(frame)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Ended::Closed),
-        Err(_) => Err(Ended::Slow),
+        Ok(Err(_)) | Err(_) => Err(Ended::Slow),
     }
 }

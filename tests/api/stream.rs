@@ -320,3 +320,64 @@ async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
         "every seq once, in order"
     );
 }
+
+/// A subscriber that never reads is disconnected after the write timeout (and counted), holds
+/// bounded memory meanwhile, and never slows publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_is_disconnected_and_never_slows_publishing() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::builder()
+        .config(|c| c.http.write_timeout_secs = 1)
+        .spawn()
+        .await;
+    // ~20 MB of events in the topic: far more than socket buffers and the stream's frames.
+    let big = "x".repeat(100_000);
+    for batch in 0..20 {
+        let events: Vec<Value> = (0..10)
+            .map(|i| {
+                let mut e = event("big", &format!("b-{batch}-{i}"));
+                e["payload"]["blob"] = big.clone().into();
+                e
+            })
+            .collect();
+        app.publish_ok(&Value::Array(events)).await;
+    }
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /events/stream?topic=big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read. Publishing stays quick meanwhile.
+    for i in 0..20 {
+        let started = Instant::now();
+        app.publish_ok(&Value::Array(vec![event("other", &format!("o-{i}"))]))
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "publish {i} took {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(-1.0)
+        };
+        if value("aggregator_stream_slow_consumer_disconnects_total") >= 1.0
+            && value("aggregator_stream_subscribers") == 0.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not disconnected: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(socket);
+}
