@@ -30,7 +30,7 @@ use crate::store::PageLimit;
 /// Frames waiting for a subscriber's connection.
 const BUFFERED_FRAMES: usize = 2;
 /// Most bytes of events in one frame (a frame always holds at least one event).
-const FRAME_BYTES: usize = 256 * 1024;
+const FRAME_BYTES: usize = 64 * 1024;
 /// Events read from the store per frame, at most.
 const FRAME_EVENTS: usize = 1000;
 
