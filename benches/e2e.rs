@@ -60,6 +60,7 @@ fn main() {
         rss_kib: HashMap::new(),
         cpu_us_per_event: HashMap::new(),
         early_share: HashMap::new(),
+        sent_to_receipt: HashMap::new(),
         wire_bytes_per_event: HashMap::new(),
         p99: HashMap::new(),
         table: Table::default(),
@@ -213,12 +214,22 @@ enum Measure {
     Delivery { subscribers: usize },
     /// The share (%) of an earlier delivery row's receipts that arrived before the 200.
     EarlyShareOf(&'static str),
+    /// An earlier delivery row's latency (ms) from sending each publish to its receipt, at
+    /// quantile 0.5 or 0.99.
+    SentToReceiptOf(&'static str, Quantile),
     /// Peak RSS growth (KiB) per idle stream subscriber, over `subscribers` of them.
     IdleSubscriberRss { subscribers: usize },
     /// The service's CPU time per event (µs) during an earlier row.
     CpuPerEventOf(&'static str),
     /// Request body bytes per event of an earlier row's plan.
     WireBytesPerEventOf(&'static str),
+}
+
+/// Which quantile a row reports.
+#[derive(Clone, Copy)]
+enum Quantile {
+    P50,
+    P99,
 }
 
 /// A load's shape: events per request, connections, duration, open-loop rate.
@@ -544,6 +555,20 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Target::None,
         ),
         row(
+            "12h",
+            "1 subscriber: publish sent -> receipt",
+            ALL,
+            Measure::SentToReceiptOf("12a", Quantile::P50),
+            Target::None,
+        ),
+        row(
+            "12i",
+            "the same, p99",
+            ALL,
+            Measure::SentToReceiptOf("12a", Quantile::P99),
+            Target::None,
+        ),
+        row(
             "12f",
             "1 subscriber: receipts before the publisher's 200 (counted as 0 ms above)",
             ALL,
@@ -562,6 +587,20 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             "the same, p99",
             ALL,
             Measure::P99Of("12c"),
+            Target::None,
+        ),
+        row(
+            "12j",
+            "100 subscribers: publish sent -> receipt",
+            ALL,
+            Measure::SentToReceiptOf("12c", Quantile::P50),
+            Target::None,
+        ),
+        row(
+            "12k",
+            "the same, p99",
+            ALL,
+            Measure::SentToReceiptOf("12c", Quantile::P99),
             Target::None,
         ),
         row(
@@ -727,6 +766,8 @@ struct Bench {
     cpu_us_per_event: HashMap<&'static str, f64>,
     /// Per delivery row: the share of receipts that came before the publisher saw its 200.
     early_share: HashMap<&'static str, f64>,
+    /// Per delivery row: p50 and p99 (ms) from sending each publish to its receipt.
+    sent_to_receipt: HashMap<&'static str, (f64, f64)>,
     wire_bytes_per_event: HashMap<&'static str, f64>,
     p99: HashMap<&'static str, f64>,
     table: Table,
@@ -857,14 +898,23 @@ impl Bench {
                     &dir,
                     &["--max-connections", "4096"],
                 ));
-                let (p50, p99, early) =
+                let measured =
                     self.runtime
                         .block_on(delivery(&server.address, *subscribers, rate, secs));
-                self.p99.insert(scenario.id, p99);
-                self.early_share.insert(scenario.id, early);
-                p50
+                self.p99.insert(scenario.id, measured.from_ack.1);
+                self.early_share.insert(scenario.id, measured.early_share);
+                self.sent_to_receipt.insert(scenario.id, measured.from_send);
+                measured.from_ack.0
             }
             Measure::EarlyShareOf(row) => self.early_share.get(row).copied().unwrap_or(f64::NAN),
+            Measure::SentToReceiptOf(row, quantile) => {
+                self.sent_to_receipt
+                    .get(row)
+                    .map_or(f64::NAN, |(p50, p99)| match quantile {
+                        Quantile::P50 => *p50,
+                        Quantile::P99 => *p99,
+                    })
+            }
             Measure::IdleSubscriberRss { subscribers } => {
                 let dir = self.work.path().join(scenario.id);
                 let program = PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator"));
@@ -926,6 +976,8 @@ impl Bench {
             Measure::ImportSeed { .. } => "rows/s",
             Measure::Delivery { .. } => "ms p50",
             Measure::EarlyShareOf(_) => "% before the 200",
+            Measure::SentToReceiptOf(_, Quantile::P50) => "ms p50",
+            Measure::SentToReceiptOf(_, Quantile::P99) => "ms p99",
             Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
             Measure::CpuPerEventOf(_) => "µs CPU/event",
             Measure::WireBytesPerEventOf(_) => "bytes/event",
@@ -1063,13 +1115,12 @@ async fn open_streams(base: &str, count: usize) -> Vec<reqwest::Response> {
 }
 
 /// Publishes single events to one topic at `rate`/s for `secs` while `subscribers` streams
-/// follow it; returns the p50 and p99 (ms) of receipt minus the publish's 200, over every
-/// (event, subscriber) pair (a receipt before the 200 counts as 0), and the share (%) of such
-/// early receipts.
-async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> (f64, f64, f64) {
+/// follow it; measures over every (event, subscriber) pair.
+async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> Delivered {
     use std::sync::Mutex;
     use tokio::time::Instant as TokioInstant;
     let acked: Arc<Mutex<HashMap<u64, TokioInstant>>> = Arc::default();
+    let sent: Arc<Mutex<HashMap<u64, TokioInstant>>> = Arc::default();
     let received: Arc<Mutex<Vec<(u64, TokioInstant)>>> = Arc::default();
     let total = (rate * secs) as u64;
     let client = reqwest::Client::builder()
@@ -1114,6 +1165,7 @@ async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> (f64,
             .build()
             .expect("client");
         let acked = acked.clone();
+        let sent = sent.clone();
         let base = base.to_string();
         tokio::spawn(async move {
             let start = TokioInstant::now();
@@ -1127,6 +1179,7 @@ async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> (f64,
                 let permit = in_flight.clone().acquire_owned().await.expect("open");
                 let (client, acked, url) =
                     (client.clone(), acked.clone(), format!("{base}/publish"));
+                sent.lock().expect("lock").insert(i, TokioInstant::now());
                 tasks.push(tokio::spawn(async move {
                     let body = serde_json::json!({"topic": "delivery", "event_id": format!("d-{i}"),
                         "timestamp": "2025-10-24T00:00:00Z", "source": "bench", "payload": {"i": i}});
@@ -1159,22 +1212,42 @@ async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> (f64,
             Some((e["seq"].as_u64()?, index))
         })
         .collect();
-    let acked = acked.lock().expect("lock");
-    let mut lags: Vec<f64> = received
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter_map(|(seq, at)| {
-            let ack = acked.get(by_seq.get(seq)?)?;
-            Some(at.saturating_duration_since(*ack).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    let early =
-        lags.iter().filter(|lag| **lag == 0.0).count() as f64 * 100.0 / lags.len().max(1) as f64;
-    assert!(!lags.is_empty(), "no deliveries measured");
-    lags.sort_by(f64::total_cmp);
-    let at = |q: f64| lags[((q * lags.len() as f64).ceil() as usize).clamp(1, lags.len()) - 1];
-    (at(0.5), at(0.99), early)
+    let received = received.lock().expect("lock");
+    // Milliseconds from `since[event]` to each receipt of it (0 when the receipt came first).
+    let lags = |since: &HashMap<u64, TokioInstant>| -> Vec<f64> {
+        let mut lags: Vec<f64> = received
+            .iter()
+            .filter_map(|(seq, at)| {
+                let from = since.get(by_seq.get(seq)?)?;
+                Some(at.saturating_duration_since(*from).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        assert!(!lags.is_empty(), "no deliveries measured");
+        lags.sort_by(f64::total_cmp);
+        lags
+    };
+    let quantiles = |lags: &[f64]| {
+        let at = |q: f64| lags[((q * lags.len() as f64).ceil() as usize).clamp(1, lags.len()) - 1];
+        (at(0.5), at(0.99))
+    };
+    let from_ack = lags(&acked.lock().expect("lock"));
+    let from_send = lags(&sent.lock().expect("lock"));
+    Delivered {
+        early_share: from_ack.iter().filter(|lag| **lag == 0.0).count() as f64 * 100.0
+            / from_ack.len() as f64,
+        from_ack: quantiles(&from_ack),
+        from_send: quantiles(&from_send),
+    }
+}
+
+/// Delivery latencies (ms, p50 and p99) over every (event, subscriber) pair.
+struct Delivered {
+    /// From the publisher reading its 200 to the receipt (0 when the receipt came first).
+    from_ack: (f64, f64),
+    /// From sending the publish to the receipt.
+    from_send: (f64, f64),
+    /// The share (%) of receipts that came before the publisher read its 200.
+    early_share: f64,
 }
 
 /// A prototype `dedup.db` of `rows` rows as the Python service wrote it: payloads are
