@@ -33,7 +33,7 @@ use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
 mod support;
 
 use support::pg;
-use support::process::{BinaryApp, peak_rss_kib};
+use support::process::{BinaryApp, peak_rss_kib, rss_kib};
 
 const NULL_SERVER_FLAG: &str = "--null-server";
 
@@ -924,12 +924,12 @@ impl Bench {
                     &["--max-connections", "4096"],
                 ));
                 let pid = server.child.id();
-                let before = current_rss_kib(pid);
+                let before = rss_kib(pid);
                 let streams = self
                     .runtime
                     .block_on(open_streams(&server.address, *subscribers));
                 std::thread::sleep(std::time::Duration::from_millis(500));
-                let after = current_rss_kib(pid);
+                let after = rss_kib(pid);
                 drop(streams);
                 (after.saturating_sub(before)) as f64 / *subscribers as f64
             }
@@ -1082,16 +1082,6 @@ fn load(
         no_check: false,
         json: true,
     }
-}
-
-/// Resident memory (`VmRSS`) of process `pid` now, in KiB.
-fn current_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// `count` open, idle streams of one topic (each has received its first keep-alive-free

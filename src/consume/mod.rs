@@ -65,14 +65,7 @@ pub async fn run(
     let topic = args.topic.clone().context(
         "--topic is required (a stream of every topic is not available yet; page through GET /events)",
     )?;
-    let base = args.url.trim_end_matches('/').to_string();
-    let parsed = reqwest::Url::parse(&base).map_err(|e| {
-        anyhow::anyhow!("--url {base:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
-    })?;
-    anyhow::ensure!(
-        parsed.scheme() == "http",
-        "--url {base:?}: expected an http:// URL"
-    );
+    let base = crate::publish::base_url(&args.url)?;
     let client = reqwest::Client::new();
     let start = match (args.after, args.from_start) {
         (Some(after), _) => after,

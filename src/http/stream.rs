@@ -128,7 +128,7 @@ async fn feed(state: Arc<AppState>, topic: String, mut after: i64, frames: mpsc:
         max_bytes: FRAME_BYTES,
     };
     // After a wake-up, the commit that caused it: its time measures delivery lag.
-    let mut woken_by = None;
+    let mut woken_by: Option<std::time::Instant> = None;
     let ended = loop {
         // Marked seen before reading, so a commit during the read wakes the next wait.
         commits.borrow_and_update();
@@ -154,10 +154,8 @@ async fn feed(state: Arc<AppState>, topic: String, mut after: i64, frames: mpsc:
                 Ok(()) => {
                     metrics.delivered.increment(events.len() as u64);
                     if let Some(at) = woken_by.take() {
-                        let lag: std::time::Instant = at;
-                        for _ in &events {
-                            metrics.lag.record(lag.elapsed().as_secs_f64());
-                        }
+                        let lag = at.elapsed().as_secs_f64();
+                        metrics.lag.record_many(lag, events.len());
                     }
                     continue;
                 }

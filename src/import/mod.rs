@@ -85,14 +85,7 @@ struct Row {
 /// Errors only when the database cannot be read or the service cannot be reached for good.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let base = args.url.trim_end_matches('/').to_string();
-    let parsed = reqwest::Url::parse(&base).map_err(|e| {
-        anyhow::anyhow!("--url {base:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
-    })?;
-    anyhow::ensure!(
-        parsed.scheme() == "http" && parsed.host().is_some(),
-        "--url {base:?}: expected an http:// URL with a host"
-    );
+    let base = crate::publish::base_url(&args.url)?;
     let db = open(&args.from)?;
     let total: i64 = db
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))

@@ -107,21 +107,7 @@ impl PublishArgs {
     /// Checks every `--url` is an absolute `http://` URL; returns them without a trailing `/`.
     pub fn base_urls(&self) -> anyhow::Result<Vec<String>> {
         anyhow::ensure!(!self.url.is_empty(), "--url needs at least one URL");
-        self.url
-            .iter()
-            .map(|url| {
-                let parsed = reqwest::Url::parse(url).map_err(|e| {
-                    anyhow::anyhow!(
-                        "--url {url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080"
-                    )
-                })?;
-                anyhow::ensure!(
-                    parsed.scheme() == "http" && parsed.host().is_some(),
-                    "--url {url:?}: expected an http:// URL with a host, e.g. http://127.0.0.1:8080"
-                );
-                Ok(url.trim_end_matches('/').to_string())
-            })
-            .collect()
+        self.url.iter().map(|url| base_url(url)).collect()
     }
 
     pub fn plan_spec(&self) -> PlanSpec {
@@ -226,6 +212,19 @@ async fn run_plan_until(
         }
     };
     Ok(Report::new(&plan, result, check))
+}
+
+/// A `--url` of the service (publish, import-seed, consume): an absolute `http://` URL with a
+/// host, returned without a trailing `/`.
+pub(crate) fn base_url(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        anyhow::anyhow!("--url {url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
+    })?;
+    anyhow::ensure!(
+        parsed.scheme() == "http" && parsed.host().is_some(),
+        "--url {url:?}: expected an http:// URL with a host, e.g. http://127.0.0.1:8080"
+    );
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// How much a counter grew; negative when it went back (the service restarted onto other data).
