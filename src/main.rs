@@ -91,9 +91,10 @@ async fn consume(args: uts_aggregator::consume::ConsumeArgs) -> anyhow::Result<E
         eprintln!("check: {problem}");
     }
     eprintln!(
-        "consumed {} events, last seq {}, resumed {} times, check {}",
+        "consumed {} events of {} topics, last id {}, resumed {} times, check {}",
         summary.events,
-        summary.last_seq,
+        summary.topics,
+        summary.last_id,
         summary.resumed,
         if summary.ok() { "OK" } else { "FAILED" }
     );

@@ -89,11 +89,11 @@ pub(super) struct EventsQuery {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Parameters only: the handler reads the query strictly itself.
 pub(super) struct StreamQuery {
-    /// The topic to follow (required for now).
-    topic: String,
-    /// A seq (≥ 0): the stream starts after it. Overrides `Last-Event-ID`.
-    #[param(minimum = 0)]
-    after: Option<i64>,
+    /// The topic to follow; without it, every topic.
+    topic: Option<String>,
+    /// Where the stream starts (after it); overrides `Last-Event-ID`. With `topic`: a seq
+    /// (≥ 0). Without: an `id` this stream sent, or `now`.
+    after: Option<String>,
 }
 
 /// The query of `GET /topics`; unknown parameters are refused (400).

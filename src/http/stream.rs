@@ -1,31 +1,37 @@
-//! `GET /events/stream?topic=T` (Server-Sent Events): every committed event of a topic, once,
-//! in `seq` order, from `after` (or `Last-Event-ID`) on, live.
+//! `GET /events/stream` (Server-Sent Events): every committed event of a topic (`?topic=T`), or
+//! of every topic, once, in per-topic `seq` order, from `after` (or `Last-Event-ID`) on, live.
 //!
-//! One task per subscriber reads the topic's pages from the store and hands them to the
-//! connection through a channel of [`BUFFERED_FRAMES`] frames of at most [`FRAME_BYTES`]: that
-//! bounds the memory a subscriber holds. When it has caught up it waits for the partition's next
-//! commit (the worker marks each one; on PostgreSQL the store also hears other replicas'), or
+//! One task per subscriber reads pages from the store and hands them to the connection through
+//! a channel of [`BUFFERED_FRAMES`] frames of at most [`FRAME_BYTES`]: that bounds the memory a
+//! subscriber holds. When it has caught up it waits for the next commit of a partition it
+//! follows (the worker marks each one; on PostgreSQL the store also hears other replicas'), or
 //! sends `: keep-alive` when the stream has been quiet. A subscriber that does not take a frame
 //! within the write timeout is disconnected (it resumes with `Last-Event-ID`); subscribers only
 //! read, so none of this slows publishing. Shutdown ends every stream.
+//!
+//! A topic's stream resumes from a `seq`. The stream of every topic resumes from a cursor of one
+//! position per partition (each event's place in its partition's commit order, see
+//! `store::StoredEvent::position`): exact, whatever the interleaving of topics, and the same on
+//! every replica of a PostgreSQL store.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
 use super::{AppState, query};
-use crate::ingest::partition_of;
-use crate::store::PageLimit;
+use crate::ingest::{CommitMark, partition_of};
+use crate::store::{PageLimit, StoredEvent};
 
 /// Frames waiting for a subscriber's connection.
 const BUFFERED_FRAMES: usize = 2;
@@ -34,21 +40,26 @@ const FRAME_BYTES: usize = 64 * 1024;
 /// Events read from the store per frame, at most.
 const FRAME_EVENTS: usize = 1000;
 
-/// Open a live stream of a topic's events
+/// Open a live stream of one topic's events, or of every topic's
 ///
-/// Server-Sent Events: each committed event is one message, `id: <seq>` and `data: <the event
-/// JSON with seq>`, in `seq` order, from after `after` (or the `Last-Event-ID` header; `after`
-/// wins), or from the first stored event. A `: keep-alive` comment while idle. Resuming from
-/// the last `id` received delivers every later event exactly once, also across restarts.
+/// Server-Sent Events: each committed event is one message, `id: <cursor>` and `data: <the
+/// event JSON with seq>`. With `topic`, the cursor is the event's `seq`; without, it is an
+/// opaque string (one position per partition) and the stream begins with a message holding
+/// only the `id` of its starting point. Events come in per-topic `seq` order, from after `after`
+/// (or the `Last-Event-ID` header; `after` wins), or from the first stored event; without
+/// `topic`, `after=now` starts with the events committed from now on. A `: keep-alive` comment
+/// while idle. Resuming from the last `id` received delivers every later event exactly once,
+/// also across restarts.
 #[utoipa::path(get, path = "/events/stream", tag = "events",
     params(super::openapi::StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "The last `id` received; the stream resumes after it")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "A missing topic, or a bad `after` or `Last-Event-ID`", body = super::error::ErrorBody),
+        (status = 400, description = "An empty topic, or a bad `after` or `Last-Event-ID`", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+        (status = 500, description = "The store could not be read (`after=now`)", body = super::error::ErrorBody),
         (status = 503, description = "Shutting down", body = super::error::ErrorBody),
     ))]
 pub(super) async fn stream(
@@ -58,37 +69,37 @@ pub(super) async fn stream(
 ) -> Result<Response, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
     let params = query::parse(raw.as_deref(), &["topic", "after"])?;
-    let topic = params.get("topic").cloned().ok_or_else(|| {
-        ApiError::BadRequest(
-            "topic is required: GET /events/stream?topic=<name> (a stream of every topic is \
-             not available yet; page through GET /events for that)"
-                .into(),
-        )
-    })?;
-    if topic.is_empty() {
-        return Err(ApiError::BadRequest("topic must not be empty".into()));
-    }
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("(not text)").to_string());
-    let after = match params.get("after").or(last_event_id.as_ref()) {
-        None => 0,
-        Some(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|s| *s >= 0)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "after / Last-Event-ID must be a seq (a number >= 0), got {raw:?}"
-                ))
-            })?,
+    let after = params.get("after").or(last_event_id.as_ref());
+    let partitions = state.store.partitions();
+    let follow = match params.get("topic") {
+        Some(topic) if topic.is_empty() => {
+            return Err(ApiError::BadRequest("topic must not be empty".into()));
+        }
+        Some(topic) => Follow::Topic {
+            partition: partition_of(topic, partitions),
+            topic: topic.clone(),
+            after: after.map_or(Ok(0), |raw| parse_seq(raw))?,
+        },
+        None => Follow::All {
+            after: match after.map(|raw| raw.trim()) {
+                None => vec![0; partitions],
+                Some("now") => state
+                    .store
+                    .last_positions()
+                    .await
+                    .map_err(super::read_failed)?,
+                Some(raw) => parse_cursor(raw, partitions)?,
+            },
+        },
     };
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
     let (frames, rx) = mpsc::channel::<Bytes>(BUFFERED_FRAMES);
-    tokio::spawn(feed(state.clone(), topic, after, frames));
+    tokio::spawn(feed(state.clone(), follow, frames));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -106,6 +117,124 @@ pub(super) async fn stream(
     Ok(response)
 }
 
+fn parse_seq(raw: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "after / Last-Event-ID must be a seq (a number >= 0) on a topic's stream, got {raw:?}"
+            ))
+        })
+}
+
+/// A cursor of the stream of every topic: the positions, per partition, joined by `.`.
+fn encode_cursor(positions: &[i64]) -> String {
+    let mut cursor = String::with_capacity(positions.len() * 4);
+    for (i, position) in positions.iter().enumerate() {
+        if i > 0 {
+            cursor.push('.');
+        }
+        let _ = write!(cursor, "{position}");
+    }
+    cursor
+}
+
+fn parse_cursor(raw: &str, partitions: usize) -> Result<Vec<i64>, ApiError> {
+    let positions: Option<Vec<i64>> = raw
+        .split('.')
+        .map(|part| part.parse::<i64>().ok().filter(|p| *p >= 0))
+        .collect();
+    positions.filter(|p| p.len() == partitions).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "after / Last-Event-ID must be `now` or an id this stream sent (without topic, \
+                 an id names one position per partition, {partitions} here), got {raw:?}"
+        ))
+    })
+}
+
+/// What a subscriber follows, and how far it has got.
+enum Follow {
+    /// One topic (owned by `partition`), after `seq` `after`.
+    Topic {
+        topic: String,
+        partition: usize,
+        after: i64,
+    },
+    /// Every topic, after a position per partition.
+    All { after: Vec<i64> },
+}
+
+impl Follow {
+    fn partitions(&self) -> Vec<usize> {
+        match self {
+            Self::Topic { partition, .. } => vec![*partition],
+            Self::All { after } => (0..after.len()).collect(),
+        }
+    }
+
+    /// The next page of `partition` after where the subscriber is.
+    async fn read(
+        &self,
+        state: &AppState,
+        partition: usize,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, crate::store::StoreError> {
+        match self {
+            Self::Topic { topic, after, .. } => {
+                state
+                    .store
+                    .topic_page(partition, topic, *after, limit)
+                    .await
+            }
+            Self::All { after } => {
+                state
+                    .store
+                    .position_page(partition, after[partition], limit)
+                    .await
+            }
+        }
+    }
+
+    /// The page's messages; moves the subscriber past them.
+    fn frame(&mut self, partition: usize, events: &[StoredEvent]) -> Bytes {
+        let mut frame = String::new();
+        for event in events {
+            let data = serde_json::to_string(event).unwrap_or_default();
+            let id = match self {
+                Self::Topic { after, .. } => {
+                    *after = event.seq;
+                    event.seq.to_string()
+                }
+                Self::All { after } => {
+                    after[partition] = event.position;
+                    encode_cursor(after)
+                }
+            };
+            let _ = write!(frame, "id: {id}\ndata: {data}\n\n");
+        }
+        Bytes::from(frame)
+    }
+
+    /// The message a stream begins with: the id of its starting point, so a client that
+    /// disconnects before the first event still resumes exactly (EventSource records an `id`
+    /// without dispatching an event).
+    fn opening(&self) -> Option<Bytes> {
+        match self {
+            Self::Topic { .. } => None,
+            Self::All { after } => Some(Bytes::from(format!("id: {}\n\n", encode_cursor(after)))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Topic { topic, after, .. } => format!("topic {topic:?} after seq {after}"),
+            Self::All { after } => format!("every topic after {}", encode_cursor(after)),
+        }
+    }
+}
+
 /// Why a subscriber's feed ended.
 enum Ended {
     /// The subscriber went away, or shutdown began.
@@ -114,58 +243,75 @@ enum Ended {
     Slow,
 }
 
-/// Reads and hands over the topic's events until the subscriber goes away, is too slow, the
-/// store fails (the subscriber resumes), or shutdown begins.
-async fn feed(state: Arc<AppState>, topic: String, mut after: i64, frames: mpsc::Sender<Bytes>) {
+/// Reads and hands over the events the subscriber follows until it goes away, is too slow, the
+/// store fails (the subscriber resumes), or shutdown begins. Partitions with news are read in
+/// turn, a page each.
+async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Bytes>) {
     let metrics = state.metrics.streams.clone();
     metrics.subscribers.increment(1.0);
-    let partition = partition_of(&topic, state.store.partitions());
-    let mut commits = state.ingest.partitions()[partition].commits();
+    let handles = state.ingest.partitions();
+    let mut commits: Vec<(usize, watch::Receiver<CommitMark>)> = follow
+        .partitions()
+        .into_iter()
+        .map(|p| (p, handles[p].commits()))
+        .collect();
     let stall = state.limits.stream_write_timeout;
     let keep_alive = state.limits.stream_keep_alive;
     let limit = PageLimit {
         max_events: FRAME_EVENTS,
         max_bytes: FRAME_BYTES,
     };
+    // Indices into `commits` that may have events to read; at first, all of them.
+    let mut pending: VecDeque<usize> = (0..commits.len()).collect();
     // After a wake-up, the commit that caused it: its time measures delivery lag.
-    let mut woken_by: Option<std::time::Instant> = None;
+    let mut woken_by: Vec<Option<Instant>> = vec![None; commits.len()];
+    let opened = match follow.opening() {
+        Some(frame) => hand_over(&frames, frame, stall).await,
+        None => Ok(()),
+    };
     let ended = loop {
-        // Marked seen before reading, so a commit during the read wakes the next wait.
-        commits.borrow_and_update();
-        let events = match state
-            .store
-            .topic_page(partition, &topic, after, limit)
-            .await
-        {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::warn!(error = %e, topic, "stream read failed; ending the stream");
-                break Ended::Closed;
-            }
-        };
-        if let Some(last) = events.last() {
-            after = last.seq;
-            let mut frame = String::new();
-            for event in &events {
-                let data = serde_json::to_string(event).unwrap_or_default();
-                let _ = write!(frame, "id: {}\ndata: {data}\n\n", event.seq);
-            }
-            match hand_over(&frames, Bytes::from(frame), stall).await {
-                Ok(()) => {
-                    metrics.delivered.increment(events.len() as u64);
-                    if let Some(at) = woken_by.take() {
-                        let lag = at.elapsed().as_secs_f64();
-                        metrics.lag.record_many(lag, events.len());
-                    }
-                    continue;
+        if let Err(ended) = opened {
+            break ended;
+        }
+        if let Some(i) = pending.pop_front() {
+            let (partition, marks) = &mut commits[i];
+            // Marked seen before reading, so a commit during the read wakes the next wait.
+            marks.borrow_and_update();
+            let events = match follow.read(&state, *partition, limit).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, stream = follow.describe(), "stream read failed; ending the stream");
+                    break Ended::Closed;
                 }
-                Err(ended) => break ended,
+            };
+            if events.is_empty() {
+                continue;
             }
+            let frame = follow.frame(*partition, &events);
+            if let Err(ended) = hand_over(&frames, frame, stall).await {
+                break ended;
+            }
+            metrics.delivered.increment(events.len() as u64);
+            if let Some(at) = woken_by[i].take() {
+                metrics
+                    .lag
+                    .record_many(at.elapsed().as_secs_f64(), events.len());
+            }
+            // More may follow: read it again after the others' turns.
+            pending.push_back(i);
+            continue;
         }
         tokio::select! {
-            changed = commits.changed() => match changed {
-                Ok(()) => woken_by = Some(commits.borrow().at),
-                Err(_) => break Ended::Closed,
+            woken = next_commit(&mut commits) => match woken {
+                Some(first) => {
+                    for (i, (_, marks)) in commits.iter().enumerate() {
+                        if i == first || marks.has_changed().unwrap_or(false) {
+                            woken_by[i] = Some(marks.borrow().at);
+                            pending.push_back(i);
+                        }
+                    }
+                }
+                None => break Ended::Closed,
             },
             () = tokio::time::sleep(keep_alive) => {
                 if let Err(ended) = hand_over(&frames, Bytes::from_static(b": keep-alive\n\n"), stall).await {
@@ -179,12 +325,21 @@ async fn feed(state: Arc<AppState>, topic: String, mut after: i64, frames: mpsc:
     if matches!(ended, Ended::Slow) {
         metrics.slow_disconnects.increment(1);
         tracing::info!(
-            topic,
-            after,
+            stream = follow.describe(),
             "stream subscriber too slow; disconnected (it can resume)"
         );
     }
     metrics.subscribers.decrement(1.0);
+}
+
+/// Waits for a commit on any of the partitions; returns the index of one that committed
+/// (`None`: the service is stopping).
+async fn next_commit(commits: &mut [(usize, watch::Receiver<CommitMark>)]) -> Option<usize> {
+    let waits = commits
+        .iter_mut()
+        .map(|(_, marks)| Box::pin(marks.changed()));
+    let (result, index, _) = futures_util::future::select_all(waits).await;
+    result.ok().map(|()| index)
 }
 
 /// Hands `frame` to the connection, waiting at most `stall` for room. A subscriber whose
@@ -203,5 +358,21 @@ async fn hand_over(
     match tokio::time::timeout(stall, frames.send(frame)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(Ended::Slow),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_must_name_every_partition() {
+        let positions = vec![0, 17, 3, 9_000_000_000];
+        let cursor = encode_cursor(&positions);
+        assert_eq!(cursor, "0.17.3.9000000000");
+        assert_eq!(parse_cursor(&cursor, 4).unwrap(), positions);
+        for bad in ["0.17.3", "0.17.3.1.1", "0.-1.3.4", "a.b.c.d", "", "0..3.4"] {
+            assert!(parse_cursor(bad, 4).is_err(), "{bad:?}");
+        }
     }
 }

@@ -110,6 +110,10 @@ pub struct StoredEvent {
     /// 1, 2, 3, … per topic, without gaps, in commit order.
     #[schema(minimum = 1)]
     pub seq: i64,
+    /// Its place in its partition's commit order (increasing, never reused, not gapless);
+    /// what a stream of every topic resumes from. Not part of the event's JSON.
+    #[serde(skip)]
+    pub position: i64,
 }
 
 impl StoredEvent {
@@ -238,6 +242,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Events of `partition` with `position > after`, in commit order, as many as `limit`
+    /// allows.
+    async fn position_page(
+        &self,
+        partition: usize,
+        after: i64,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Per partition, the highest position given so far (0 before the first event).
+    async fn last_positions(&self) -> Result<Vec<i64>, StoreError>;
 
     /// Events of `partition` ordered by (`topic`, `seq`), after `after`, as many as `limit`
     /// allows.

@@ -84,7 +84,8 @@ async fn an_emptied_or_replaced_partition_database_is_refused_at_start() {
 #[tokio::test]
 async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
     let dir = populated_dir().await;
-    // Make it look like format 1: no identities in the manifest or the databases.
+    // Make it look like format 1: no identities in the manifest or the databases, and schema
+    // version 2: no positions either.
     std::fs::write(
         dir.path().join("aggregator.json"),
         r#"{"format": 1, "partitions": 3}"#,
@@ -93,8 +94,11 @@ async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
     for p in 0..3 {
         let conn =
             rusqlite::Connection::open(dir.path().join(format!("partition-{p:03}.db"))).unwrap();
-        conn.execute_batch("DROP TABLE meta; PRAGMA user_version = 2;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE meta; DROP INDEX events_position; ALTER TABLE events DROP COLUMN pos;
+             ALTER TABLE counters DROP COLUMN last_pos; PRAGMA user_version = 2;",
+        )
+        .unwrap();
     }
     let upgraded = dir.path().join("upgraded");
     copy_flat(dir.path(), &upgraded);
@@ -109,6 +113,28 @@ async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
         stats["unique_processed"], 6,
         "history kept across the upgrade"
     );
+    // The upgrade numbered the stored events: the stream of every topic delivers each once.
+    let mut stream = reqwest::get(format!("{}/events/stream", app.address))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text.matches("data: ").count() < 6 {
+        assert!(Instant::now() < deadline, "stream stalled: {text}");
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    for topic in ["a", "b", "c", "d", "e", "f"] {
+        assert_eq!(
+            text.matches(&format!("\"topic\":\"{topic}\"")).count(),
+            1,
+            "{text}"
+        );
+    }
     drop(app);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(upgraded.join("aggregator.json")).unwrap()).unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{Value, json};
 use uts_aggregator::store::Location;
 
 use crate::support::app::{TestApp, event};
@@ -337,4 +337,76 @@ async fn a_damaged_postgres_store_is_refused_at_start() {
     );
     let text = start(url).await.unwrap();
     assert!(text.contains("table topics is missing"), "{text}");
+}
+
+/// A store written before positions existed (schema version 2) is upgraded at start: its events
+/// are numbered per partition and new commits continue after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
+async fn a_postgres_store_from_before_positions_is_upgraded() {
+    let Some(server) = pg::shared("replicas::positions_upgrade") else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let app = TestApp::builder().store(url.parse().unwrap()).spawn().await;
+    let events: Vec<Value> = (0..4)
+        .flat_map(|i| ["a", "b", "c"].map(|t| crate::support::app::event(t, &i.to_string())))
+        .collect();
+    app.publish_ok(&Value::Array(events)).await;
+    app.stop().await;
+    server.psql(
+        &database,
+        "DROP TABLE positions; ALTER TABLE events DROP COLUMN pos;
+         DELETE FROM schema_migrations WHERE version >= 3",
+    );
+    let app = TestApp::builder().store(url.parse().unwrap()).spawn().await;
+    app.publish_ok(&crate::support::app::event("a", "new"))
+        .await;
+    app.stop().await;
+    let store = uts_aggregator::store::open(&uts_aggregator::store::OpenOptions {
+        location: url.parse().unwrap(),
+        data_dir: std::env::temp_dir(),
+        partitions: None,
+        default_partitions: 3,
+        durability: uts_aggregator::store::Durability::Process,
+        page_cache_kib_total: 1024,
+        pool_size: 2,
+    })
+    .await
+    .unwrap();
+    let mut numbered = Vec::new();
+    for partition in 0..store.partitions() {
+        let page = store
+            .position_page(
+                partition,
+                0,
+                uts_aggregator::store::PageLimit {
+                    max_events: 100,
+                    max_bytes: usize::MAX,
+                },
+            )
+            .await
+            .unwrap();
+        let positions: Vec<i64> = page.iter().map(|e| e.position).collect();
+        assert_eq!(positions, (1..=page.len() as i64).collect::<Vec<_>>());
+        for topic in ["a", "b", "c"] {
+            let seqs: Vec<i64> = page
+                .iter()
+                .filter(|e| e.topic == topic)
+                .map(|e| e.seq)
+                .collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{topic}: {seqs:?}");
+        }
+        numbered.extend(page.into_iter().map(|e| (e.topic, e.seq)));
+    }
+    numbered.sort();
+    assert_eq!(numbered.len(), 13, "every event numbered: {numbered:?}");
+    assert!(
+        numbered.contains(&("a".into(), 5)),
+        "the new one after them"
+    );
 }

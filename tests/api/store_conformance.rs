@@ -132,6 +132,44 @@ async fn partition_pages_resume_after_topic_and_seq(backend: Backend) {
     assert_eq!(keys(resumed), expected[1..].to_vec());
 }
 
+/// Positions follow a partition's commit order across topics: duplicates take none, a page
+/// resumes after any position, a reopened writer continues after the highest given, and
+/// `last_positions` names it.
+async fn positions_follow_commit_order_and_are_never_reused(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = backend.new_store();
+    let store = store::open(&options(location.clone(), dir.path())).await.unwrap();
+    let topics: Vec<String> =
+        (0..).map(|i| format!("pos-{i}")).filter(|t| partition(t) == 1).take(2).collect();
+    let (a, b) = (topics[0].as_str(), topics[1].as_str());
+    commit(&store, 1, &[(b, "1"), (a, "1"), (b, "2")]).await;
+    commit(&store, 1, &[(a, "1"), (b, "2")]).await; // duplicates only
+    commit(&store, 1, &[(a, "2"), (b, "1"), (b, "3")]).await;
+    let order = |page: Vec<store::StoredEvent>| -> Vec<(String, i64, i64)> {
+        page.into_iter().map(|e| (e.topic, e.seq, e.position)).collect()
+    };
+    let all = order(store.position_page(1, 0, ANY).await.unwrap());
+    let expected = vec![
+        (b.to_string(), 1, 1),
+        (a.to_string(), 1, 2),
+        (b.to_string(), 2, 3),
+        (a.to_string(), 2, 4),
+        (b.to_string(), 3, 5),
+    ];
+    assert_eq!(all, expected);
+    assert_eq!(order(store.position_page(1, 3, ANY).await.unwrap()), expected[3..].to_vec());
+    let two = PageLimit { max_events: 2, max_bytes: usize::MAX };
+    assert_eq!(order(store.position_page(1, 0, two).await.unwrap()), expected[..2].to_vec());
+    assert_eq!(store.last_positions().await.unwrap(), [0, 5, 0]);
+    drop(store);
+
+    let reopened = store::open(&options(location, dir.path())).await.unwrap();
+    commit(&reopened, 1, &[(a, "3")]).await;
+    let after = order(reopened.position_page(1, 5, ANY).await.unwrap());
+    assert_eq!(after, [(a.to_string(), 3, 6)]);
+    assert_eq!(reopened.last_positions().await.unwrap(), [0, 6, 0]);
+}
+
 /// Topics list in byte order with their event counts and last seq, resumable, and counted.
 async fn topics_list_in_byte_order_with_counts(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();

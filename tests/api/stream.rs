@@ -12,10 +12,12 @@ struct Stream {
     text: String,
 }
 
-/// One SSE message: its `id` and `data`, or a comment.
+/// One SSE message: its `id` and `data`, an `id` alone (the start of a stream of every topic),
+/// or a comment.
 #[derive(Debug)]
 enum Message {
     Event { id: String, data: Value },
+    Start(String),
     Comment(String),
 }
 
@@ -55,9 +57,10 @@ impl Stream {
                         data = Some(serde_json::from_str(v).unwrap());
                     }
                 }
-                return Some(Message::Event {
-                    id: id.expect("an id line"),
-                    data: data.expect("a data line"),
+                let id = id.expect("an id line");
+                return Some(match data {
+                    Some(data) => Message::Event { id, data },
+                    None => Message::Start(id),
                 });
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
@@ -68,20 +71,34 @@ impl Stream {
         }
     }
 
-    /// The next `n` events' ids, skipping comments.
+    /// The next `n` events' ids, skipping comments (a topic's stream: the id is the seq).
     async fn ids(&mut self, n: usize) -> Vec<String> {
-        let mut ids = Vec::new();
-        while ids.len() < n {
+        let events = self.events(n).await;
+        for (id, data) in &events {
+            assert_eq!(&data["seq"].to_string(), id, "id is the seq");
+        }
+        events.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The next `n` events as (id, data), skipping comments and a starting id.
+    async fn events(&mut self, n: usize) -> Vec<(String, Value)> {
+        let mut events = Vec::new();
+        while events.len() < n {
             match self.next(Duration::from_secs(10)).await {
-                Some(Message::Event { id, data }) => {
-                    assert_eq!(data["seq"].to_string(), id, "id is the seq");
-                    ids.push(id);
-                }
-                Some(Message::Comment(_)) => {}
-                None => panic!("stream ended or stalled after {ids:?}"),
+                Some(Message::Event { id, data }) => events.push((id, data)),
+                Some(Message::Start(_) | Message::Comment(_)) => {}
+                None => panic!("stream ended or stalled after {} events", events.len()),
             }
         }
-        ids
+        events
+    }
+
+    /// The id a stream of every topic starts with.
+    async fn start(&mut self) -> String {
+        match self.next(Duration::from_secs(10)).await {
+            Some(Message::Start(id)) => id,
+            other => panic!("expected the starting id, got {other:?}"),
+        }
     }
 }
 
@@ -117,6 +134,87 @@ async fn a_stream_resumes_after_last_event_id_or_after() {
     assert_eq!(stream.ids(1).await, ["5"], "after wins over Last-Event-ID");
 }
 
+/// Publishes `per_topic` events to each of `topics` topics (`<prefix>-<n>`), one batch per
+/// round holding one event of every topic, so the topics interleave in commit order.
+async fn publish_interleaved(app: &TestApp, prefix: &str, topics: usize, per_topic: usize) {
+    for round in 0..per_topic {
+        let events: Vec<Value> = (0..topics)
+            .map(|t| event(&format!("{prefix}-{t}"), &format!("e-{round}")))
+            .collect();
+        app.publish_ok(&Value::Array(events)).await;
+    }
+}
+
+/// The seqs each topic's events came in, in the order received (tests compare them with the
+/// exact expected lists, so a repeat, a gap or a reordering fails).
+fn per_topic(events: &[(String, Value)]) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut topics = std::collections::BTreeMap::<String, Vec<i64>>::new();
+    for (_, data) in events {
+        let topic = data["topic"].as_str().unwrap().to_string();
+        topics
+            .entry(topic)
+            .or_default()
+            .push(data["seq"].as_i64().unwrap());
+    }
+    topics
+}
+
+/// Without `topic`: every topic's events, each once, in per-topic seq order, stored then live;
+/// resuming from any id received delivers exactly the events after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_every_topic_delivers_each_event_once_and_resumes_exactly() {
+    let app = TestApp::spawn().await;
+    publish_interleaved(&app, "all", 12, 10).await;
+    let mut stream = Stream::open(&app, "", None).await;
+    let start = stream.start().await;
+    assert_eq!(
+        start, "0.0.0",
+        "from the first stored event (the test app has 3 partitions)"
+    );
+    let stored = stream.events(120).await;
+    let topics = per_topic(&stored);
+    assert_eq!(topics.len(), 12);
+    for seqs in topics.values() {
+        assert_eq!(*seqs, (1..=10).collect::<Vec<_>>());
+    }
+    // Live: new events and duplicates; only the new ones arrive.
+    publish_interleaved(&app, "all", 12, 11).await;
+    let live = stream.events(12).await;
+    assert!(live.iter().all(|(_, e)| e["seq"] == 11), "{live:?}");
+
+    // Resume after any id: exactly the events after it in this stream's order.
+    let received: Vec<(String, Value)> = stored.into_iter().chain(live).collect();
+    for cut in [0, 1, 37, 119, 131] {
+        let mut resumed = Stream::open(&app, "", Some(&received[cut].0)).await;
+        assert_eq!(resumed.start().await, received[cut].0);
+        let rest = resumed.events(received.len() - cut - 1).await;
+        let expected = per_topic(&received[cut + 1..]);
+        assert_eq!(per_topic(&rest), expected, "resumed after event {cut}");
+        let more = resumed.next(Duration::from_millis(300)).await;
+        assert!(
+            !matches!(more, Some(Message::Event { .. })),
+            "nothing beyond: {more:?}"
+        );
+    }
+}
+
+/// `after=now` starts with the events committed from now on, and names its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_every_topic_can_start_now() {
+    let app = TestApp::spawn().await;
+    publish_interleaved(&app, "old", 5, 2).await;
+    let mut stream = Stream::open(&app, "after=now", None).await;
+    let start = stream.start().await;
+    let total: i64 = start.split('.').map(|p| p.parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 10, "the start is past the 10 stored events: {start}");
+    publish(&app, "new", 0..3).await;
+    let events = stream.events(3).await;
+    assert!(
+        events.iter().all(|(_, e)| e["topic"] == "new"),
+        "{events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stream_gets_keep_alive_comments() {
     let app = TestApp::builder()
@@ -134,11 +232,17 @@ async fn a_quiet_stream_gets_keep_alive_comments() {
 async fn bad_stream_requests_are_400() {
     let app = TestApp::spawn().await;
     for query in [
-        "",
         "topic=",
         "topic=t&after=-1",
         "topic=t&after=x",
+        "topic=t&after=now",
         "topic=t&Topic=u",
+        "after=x",
+        "after=5",
+        "after=0.0",
+        "after=0.0.-1",
+        "after=0..0",
+        "after=0.0.0.0",
     ] {
         let response = app.get(&format!("/events/stream?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");
@@ -225,19 +329,33 @@ async fn an_event_committed_through_one_replica_reaches_a_subscriber_on_another_
         .spawn()
         .await;
     let mut stream = Stream::open(&b, "topic=across", None).await;
+    let mut every = Stream::open(&b, "after=now", None).await;
+    let start = every.start().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     publish(&a, "across", 0..2).await;
     assert_eq!(stream.ids(2).await, ["1", "2"]);
+    let both = every.events(2).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
+    assert_eq!(per_topic(&both)["across"], [1, 2]);
+    // Commits through both replicas interleaved; a subscriber on A resuming from B's start
+    // sees each once, in order.
+    publish(&b, "across", 2..4).await;
+    publish(&a, "elsewhere", 0..3).await;
+    publish(&b, "across", 4..6).await;
+    let mut resumed = Stream::open(&a, "", Some(&start)).await;
+    assert_eq!(resumed.start().await, start);
+    let all = per_topic(&resumed.events(9).await);
+    assert_eq!(all["across"], (1..=6).collect::<Vec<_>>());
+    assert_eq!(all["elsewhere"], [1, 2, 3]);
 }
 
-/// `consume` follows a topic across a SIGKILL and restart of the service: it resumes with
-/// `Last-Event-ID` and sees every seq once, in order.
+/// `consume` follows a topic, and the stream of every topic, across a SIGKILL and restart of
+/// the service: each resumes with `Last-Event-ID` and sees every seq once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
     use crate::support::process::BinaryApp;
@@ -257,10 +375,18 @@ async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
         BinaryApp::from_command(command)
     };
     let client = reqwest::Client::new();
+    // Per i: one event of "follow" and one of "side-<i % 4>".
     let publish = |url: String, range: std::ops::Range<usize>| {
         let client = client.clone();
         async move {
-            let events: Vec<Value> = range.map(|i| event("follow", &format!("e-{i}"))).collect();
+            let events: Vec<Value> = range
+                .flat_map(|i| {
+                    [
+                        event("follow", &format!("e-{i}")),
+                        event(&format!("side-{}", i % 4), &format!("e-{i}")),
+                    ]
+                })
+                .collect();
             let status = client
                 .post(format!("{url}/publish"))
                 .json(&events)
@@ -271,54 +397,66 @@ async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
             assert_eq!(status, 200);
         }
     };
+    let consume = |address: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args([
+                "consume",
+                "--from-start",
+                "--duration",
+                "60",
+                "--url",
+                address,
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let service = start();
     publish(service.address.clone(), 0..50).await;
-    let consumer = std::process::Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
-        .args([
-            "consume",
-            "--topic",
-            "follow",
-            "--from-start",
-            "--count",
-            "150",
-            "--duration",
-            "60",
-        ])
-        .args(["--url", &service.address])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let one = consume(&service.address, &["--topic", "follow", "--count", "150"]);
+    let every = consume(&service.address, &["--count", "300"]);
     publish(service.address.clone(), 50..100).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     service.signal(nix::sys::signal::Signal::SIGKILL);
     drop(service);
     let service = start();
     publish(service.address.clone(), 100..150).await;
-    let output = tokio::task::spawn_blocking(move || consumer.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("consumed 150 events, last seq 150"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("check OK"), "{stderr}");
-    let seqs: Vec<i64> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["seq"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=150).collect::<Vec<_>>(),
-        "every seq once, in order"
-    );
+    for (consumer, summary, topics) in [
+        (one, "consumed 150 events of 1 topics, last id 150,", 1),
+        (every, "consumed 300 events of 5 topics", 5),
+    ] {
+        let output = tokio::task::spawn_blocking(move || consumer.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains(summary), "{stderr}");
+        assert!(stderr.contains("check OK"), "{stderr}");
+        assert!(
+            stderr.contains("resuming after id"),
+            "it crossed the kill: {stderr}"
+        );
+        let received: Vec<(String, Value)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| (String::new(), serde_json::from_str::<Value>(l).unwrap()))
+            .collect();
+        let seqs = per_topic(&received);
+        assert_eq!(seqs.len(), topics);
+        assert_eq!(
+            seqs["follow"],
+            (1..=150).collect::<Vec<_>>(),
+            "every seq once, in order"
+        );
+        for side in seqs.keys().filter(|t| t.starts_with("side-")) {
+            let n = (0..150)
+                .filter(|i| format!("side-{}", i % 4) == *side)
+                .count() as i64;
+            assert_eq!(seqs[side], (1..=n).collect::<Vec<_>>(), "{side}");
+        }
+    }
 }
 
 /// A subscriber that never reads is disconnected after the write timeout (and counted), holds

@@ -76,6 +76,19 @@ impl Store for PanicOnTopic {
         self.inner.topic_page(partition, topic, after, limit).await
     }
 
+    async fn position_page(
+        &self,
+        partition: usize,
+        after: i64,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.position_page(partition, after, limit).await
+    }
+
+    async fn last_positions(&self) -> Result<Vec<i64>, StoreError> {
+        self.inner.last_positions().await
+    }
+
     async fn page(
         &self,
         partition: usize,

@@ -9,10 +9,12 @@
 //! ```text
 //! meta(key, value)                            'partitions' pinned at first start
 //! schema_migrations(version, applied_at)      one row per applied migration
-//! events(partition, topic, seq, event_id, timestamp, source, payload)
+//! events(partition, topic, seq, event_id, timestamp, source, payload, pos)
 //!     PRIMARY KEY (partition, topic, seq)     a topic's history in order; /events pages
 //!     UNIQUE (topic, event_id)                the dedup key
+//!     UNIQUE (partition, pos)                 the partition's commit order; streams
 //! topics(topic, partition, last_seq)          locked per batch: seq order across replicas
+//! positions(partition, last_pos)              locked from a batch's write to its COMMIT
 //! counters(partition, slot, received, unique_processed, duplicate_dropped)
 //! ```
 //! `topic`, `event_id` and `source` are `bytea`: PostgreSQL text cannot hold the NUL
@@ -269,6 +271,19 @@ impl Store for PgStore {
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         reader::topic_page(&self.shared, partition, topic, after, limit).await
+    }
+
+    async fn position_page(
+        &self,
+        partition: usize,
+        after: i64,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        reader::position_page(&self.shared, partition, after, limit).await
+    }
+
+    async fn last_positions(&self) -> Result<Vec<i64>, StoreError> {
+        reader::last_positions(&self.shared, self.partitions).await
     }
 
     async fn page(

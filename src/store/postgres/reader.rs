@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use super::{Shared, count, pg_int};
 use crate::store::{PageLimit, StoreError, StoredEvent, TopicInfo, Totals};
 
-const COLUMNS: &str = "topic, event_id, timestamp, source, payload, seq";
+const COLUMNS: &str = "topic, event_id, timestamp, source, payload, seq, pos";
 
 pub(super) async fn topic_page(
     shared: &Shared,
@@ -31,6 +31,43 @@ pub(super) async fn topic_page(
         limit,
     )
     .await
+}
+
+/// Events of `partition` with `pos > after`, in commit order.
+pub(super) async fn position_page(
+    shared: &Shared,
+    partition: usize,
+    after: i64,
+    limit: PageLimit,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE partition = $1 AND pos > $2 ORDER BY pos LIMIT $3"
+    );
+    let max = limit.max_events as i64;
+    bounded_page(shared, &sql, &[&pg_int(partition), &after, &max], limit).await
+}
+
+/// Per partition, the highest position given so far.
+pub(super) async fn last_positions(
+    shared: &Shared,
+    partitions: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let client = shared.client().await?;
+    let rows = client
+        .query("SELECT partition, last_pos FROM positions", &[])
+        .await
+        .map_err(shared.error("read positions"))?;
+    let mut positions = vec![0; partitions];
+    for row in rows {
+        let partition: i32 = row.get(0);
+        if let Some(slot) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| positions.get_mut(p))
+        {
+            *slot = row.get(1);
+        }
+    }
+    Ok(positions)
 }
 
 /// Runs an events query and reads its rows as a stream, stopping at the page's bound, so the
@@ -166,6 +203,7 @@ fn stored_event(shared: &Shared, row: &Row) -> Result<StoredEvent, StoreError> {
             source,
         })?,
         seq: row.get(5),
+        position: row.get(6),
     })
 }
 

@@ -40,6 +40,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE topics ADD COLUMN events bigint NOT NULL DEFAULT 0;
     UPDATE topics SET events = (SELECT count(*) FROM events e WHERE e.topic = topics.topic);
 ",
+    // Positions: each event's place in its partition's commit order (see `writer`). Events
+    // stored before this migration are numbered in (topic, seq) order.
+    "
+    ALTER TABLE events ADD COLUMN pos bigint;
+    UPDATE events SET pos = numbered.n
+    FROM (SELECT partition AS p, topic AS t, seq AS s,
+                 row_number() OVER (PARTITION BY partition ORDER BY topic, seq) AS n
+          FROM events) AS numbered
+    WHERE events.partition = numbered.p AND events.topic = numbered.t AND events.seq = numbered.s;
+    ALTER TABLE events ALTER COLUMN pos SET NOT NULL;
+    CREATE UNIQUE INDEX events_position ON events (partition, pos);
+    CREATE TABLE positions (
+        partition integer PRIMARY KEY,
+        last_pos  bigint  NOT NULL
+    );
+    INSERT INTO positions SELECT partition, max(pos) FROM events GROUP BY partition;
+",
 ];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -108,7 +125,7 @@ pub(super) async fn migrate(
     }
     // A recorded schema whose tables went missing, or a store with events whose pinned
     // partition count vanished, is refused rather than silently recreated.
-    for table in ["meta", "events", "topics", "counters"] {
+    for table in ["meta", "events", "topics", "counters", "positions"] {
         let exists: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .await?

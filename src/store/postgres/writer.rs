@@ -8,9 +8,13 @@
 //!    sees every committed event of these topics).
 //! 3. In memory: first occurrence of an unseen key is new and gets its topic's next `seq`;
 //!    everything else is a duplicate.
-//! 4. One statement inserts the new events (`ON CONFLICT DO NOTHING`, and the count must match,
-//!    or the batch is rolled back), advances `topics.last_seq` and adds to this writer's
-//!    counter slot, returning the partition's totals.
+//! 4. One statement takes the new events' positions from the partition's `positions` row
+//!    (locking it until COMMIT: the next commit of the partition, from any replica, takes the
+//!    positions after these, so positions increase in commit order and a stream reading up to
+//!    one never misses an earlier one), inserts the new events (`ON CONFLICT DO NOTHING`, and
+//!    the count must match, or the batch is rolled back), advances `topics.last_seq` and adds
+//!    to this writer's counter slot, returning the partition's totals. Lock order is topics,
+//!    then the partition's position row, so commits never deadlock.
 //! 5. COMMIT. Only a confirmed COMMIT returns `Ok`; any error, a lost connection included,
 //!    returns `Err` and the batch's publishes get 503.
 
@@ -36,10 +40,18 @@ const STORED_KEYS: &str = "SELECT e.topic, e.event_id
      FROM unnest($1::bytea[], $2::bytea[]) AS k(topic, event_id)
      JOIN events e ON e.topic = k.topic AND e.event_id = k.event_id";
 
-const WRITE: &str = "WITH inserted AS (
-         INSERT INTO events (partition, topic, seq, event_id, timestamp, source, payload)
-         SELECT $1::integer, * FROM unnest($3::bytea[], $4::bigint[], $5::bytea[], $6::text[],
-                                          $7::bytea[], $8::text[])
+const WRITE: &str = "WITH placed AS (
+         INSERT INTO positions AS p (partition, last_pos)
+         SELECT $1::integer, cardinality($3::bytea[]) WHERE cardinality($3::bytea[]) > 0
+         ON CONFLICT (partition) DO UPDATE SET last_pos = p.last_pos + excluded.last_pos
+         RETURNING last_pos - cardinality($3::bytea[]) AS before
+     ), inserted AS (
+         INSERT INTO events (partition, topic, seq, event_id, timestamp, source, payload, pos)
+         SELECT $1::integer, n.topic, n.seq, n.event_id, n.timestamp, n.source, n.payload,
+                placed.before + n.ord
+         FROM unnest($3::bytea[], $4::bigint[], $5::bytea[], $6::text[], $7::bytea[], $8::text[])
+              WITH ORDINALITY AS n(topic, seq, event_id, timestamp, source, payload, ord)
+         CROSS JOIN placed
          ON CONFLICT (topic, event_id) DO NOTHING
          RETURNING 1
      ), advanced AS (

@@ -147,6 +147,21 @@ impl Store for SqliteStore {
         blocking(move || reader.topic_page(&topic, after, limit)).await
     }
 
+    async fn position_page(
+        &self,
+        partition: usize,
+        after: i64,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let reader = self.readers[partition].clone();
+        blocking(move || reader.position_page(after, limit)).await
+    }
+
+    async fn last_positions(&self) -> Result<Vec<i64>, StoreError> {
+        let readers = self.readers.clone();
+        blocking(move || readers.iter().map(|r| r.last_position()).collect()).await
+    }
+
     async fn page(
         &self,
         partition: usize,

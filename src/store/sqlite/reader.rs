@@ -38,11 +38,33 @@ impl PartitionReader {
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
-            "SELECT topic, event_id, timestamp, source, payload, seq FROM events
+            "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
              WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             params![topic, after, limit.max_events as i64],
             limit,
         )
+    }
+
+    /// Events with `pos > after`, in commit order, as many as `limit` allows.
+    pub(super) fn position_page(
+        &self,
+        after: i64,
+        limit: PageLimit,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.query(
+            "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
+             WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+            params![after, limit.max_events as i64],
+            limit,
+        )
+    }
+
+    /// The highest position given so far.
+    pub(super) fn last_position(&self) -> Result<i64, StoreError> {
+        self.with_connection(|conn| {
+            conn.prepare_cached("SELECT last_pos FROM counters WHERE id = 0")?
+                .query_row([], |r| r.get(0))
+        })
     }
 
     /// Events ordered by (`topic`, `seq`), after the position `after`, as many as `limit`
@@ -55,13 +77,13 @@ impl PartitionReader {
         let max = limit.max_events as i64;
         match after {
             None => self.query(
-                "SELECT topic, event_id, timestamp, source, payload, seq FROM events
+                "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
                  ORDER BY topic, seq LIMIT ?1",
                 params![max],
                 limit,
             ),
             Some((topic, seq)) => self.query(
-                "SELECT topic, event_id, timestamp, source, payload, seq FROM events
+                "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
                  WHERE (topic, seq) > (?1, ?2) ORDER BY topic, seq LIMIT ?3",
                 params![topic, seq, max],
                 limit,
@@ -123,6 +145,7 @@ impl PartitionReader {
                         )
                     })?,
                     seq: r.get(5)?,
+                    position: r.get(6)?,
                 })
             })?;
             Ok(limit.collect(rows))

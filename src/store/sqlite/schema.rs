@@ -6,6 +6,11 @@
 //! lifetime totals; `meta` (version 3) the database's identity, which the data dir's manifest
 //! records so that a replaced file is recognised. All three change in the same
 //! transaction, so they can never disagree.
+//!
+//! Version 4 gives every event a position (`pos`): 1, 2, 3, … in the partition's commit order,
+//! unique, never reused (`counters.last_pos` remembers the highest given, even when events are
+//! gone). A stream of every topic resumes from one position per partition. Events stored before
+//! version 4 are numbered in (`topic`, `seq`) order when the database is upgraded.
 
 use rusqlite::Connection;
 
@@ -46,6 +51,16 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
+",
+    "
+    ALTER TABLE events ADD COLUMN pos INTEGER;
+    UPDATE events SET pos = numbered.n
+    FROM (SELECT topic AS t, seq AS s, row_number() OVER (ORDER BY topic, seq) AS n
+          FROM events) AS numbered
+    WHERE events.topic = numbered.t AND events.seq = numbered.s;
+    CREATE UNIQUE INDEX events_position ON events (pos);
+    ALTER TABLE counters ADD COLUMN last_pos INTEGER NOT NULL DEFAULT 0;
+    UPDATE counters SET last_pos = (SELECT coalesce(max(pos), 0) FROM events);
 ",
 ];
 

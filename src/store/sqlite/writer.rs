@@ -10,8 +10,9 @@ use super::{WriterOptions, schema};
 use crate::event::Event;
 use crate::store::{StoreError, Totals};
 
-const INSERT_EVENT: &str = "INSERT INTO events (topic, seq, event_id, timestamp, source, payload)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (topic, event_id) DO NOTHING";
+const INSERT_EVENT: &str =
+    "INSERT INTO events (topic, seq, event_id, timestamp, source, payload, pos)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (topic, event_id) DO NOTHING";
 const LAST_SEQ: &str = "SELECT last_seq FROM topics WHERE topic = ?1";
 /// Advances a topic's `last_seq` and its stored-event count by the same step (SET reads the
 /// old row on its right-hand side).
@@ -20,10 +21,11 @@ const PUT_LAST_SEQ: &str = "INSERT INTO topics (topic, last_seq, events) VALUES 
          events = events + excluded.last_seq - last_seq,
          last_seq = excluded.last_seq";
 const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
-     unique_processed = unique_processed + ?2, duplicate_dropped = duplicate_dropped + ?3
+     unique_processed = unique_processed + ?2, duplicate_dropped = duplicate_dropped + ?3,
+     last_pos = ?4
      WHERE id = 0";
 const READ_COUNTERS: &str =
-    "SELECT received, unique_processed, duplicate_dropped FROM counters WHERE id = 0";
+    "SELECT received, unique_processed, duplicate_dropped, last_pos FROM counters WHERE id = 0";
 
 /// The only writing connection of one partition database. Blocking: the service runs it on
 /// its own thread (`writer_thread`); benchmarks and tools call it directly.
@@ -38,6 +40,8 @@ pub struct SqliteWriter {
     presence: FilePresence,
     /// Lifetime totals as of the last commit; equal to the `counters` row.
     totals: Totals,
+    /// The highest position given (`counters.last_pos`) as of the last commit.
+    last_pos: i64,
     checkpointer: Checkpointer,
     /// Commits since the WAL size was last checked.
     commits_since_size_check: u32,
@@ -66,7 +70,7 @@ impl SqliteWriter {
             path: path_str.clone(),
             source,
         })?;
-        let totals = read_totals(&conn).map_err(sqlite)?;
+        let (totals, last_pos) = read_totals(&conn).map_err(sqlite)?;
         let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
             source,
@@ -77,6 +81,7 @@ impl SqliteWriter {
             identity,
             presence,
             totals,
+            last_pos,
             checkpointer,
             commits_since_size_check: 0,
         })
@@ -146,6 +151,7 @@ impl SqliteWriter {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let mut inserted = Vec::with_capacity(candidates.len());
+        let mut last_pos = self.last_pos;
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(sqlite)?;
             let mut last_seq = tx.prepare_cached(LAST_SEQ).map_err(sqlite)?;
@@ -171,9 +177,11 @@ impl SqliteWriter {
                         event.timestamp,
                         event.source,
                         event.payload.get(),
+                        last_pos + 1,
                     ])
                     .map_err(sqlite)?;
                 if changed == 1 {
+                    last_pos += 1;
                     *seq += 1;
                     *advanced = true;
                 }
@@ -195,12 +203,14 @@ impl SqliteWriter {
             params![
                 sql_int(delta.received),
                 sql_int(delta.unique_processed),
-                sql_int(delta.duplicate_dropped)
+                sql_int(delta.duplicate_dropped),
+                last_pos,
             ],
         )
         .map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         self.totals += delta;
+        self.last_pos = last_pos;
         self.after_commit();
         // Deleted during the commit: the batch went into the unlinked file; answer an error
         // (the client retries) rather than a 200 for events no restart will find.
@@ -262,15 +272,17 @@ fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     Ok((metadata.dev(), metadata.ino()))
 }
 
-fn read_totals(conn: &Connection) -> rusqlite::Result<Totals> {
+/// The lifetime totals and the highest position given.
+fn read_totals(conn: &Connection) -> rusqlite::Result<(Totals, i64)> {
     // Counters only ever grow from 0, so they are never negative.
     let count = |r: &rusqlite::Row<'_>, i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
     conn.query_row(READ_COUNTERS, [], |r| {
-        Ok(Totals {
+        let totals = Totals {
             received: count(r, 0)?,
             unique_processed: count(r, 1)?,
             duplicate_dropped: count(r, 2)?,
-        })
+        };
+        Ok((totals, r.get(3)?))
     })
 }
 
