@@ -1,4 +1,4 @@
-//! Marks the tests that need an external program as ignored, with the reason, when the program
+//! Marks the tests that need an external program (or root, to mount a file system) as ignored, with the reason, when the program
 //! is not installed here, so `cargo test` shows them as `ignored, <why>` instead of a silent
 //! `ok`. Under `CI=true` nothing is marked: those tests run and fail without their program.
 
@@ -10,6 +10,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_python)");
     println!("cargo::rustc-check-cfg=cfg(no_chromium)");
     println!("cargo::rustc-check-cfg=cfg(no_playwright)");
+    println!("cargo::rustc-check-cfg=cfg(no_mount)");
     println!("cargo::rerun-if-changed=tests/browser/node_modules/playwright-core");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=AGG_TEST_PG_BIN");
@@ -36,6 +37,20 @@ fn main() {
     if !on_path("python3") {
         println!("cargo::rustc-cfg=no_python");
     }
+    if !is_root() {
+        println!("cargo::rustc-cfg=no_mount");
+    }
+}
+
+/// Mounting a tmpfs needs root.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            Some(uid.split_whitespace().next()? == "0")
+        })
+        .unwrap_or(false)
 }
 
 fn postgres_installed() -> bool {

@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use uts_aggregator::consume::SeqCheck;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::import::{self, ImportArgs};
 use uts_aggregator::ingest::partition_of;
@@ -63,6 +64,7 @@ fn main() {
         sent_to_receipt: HashMap::new(),
         wire_bytes_per_event: HashMap::new(),
         p99: HashMap::new(),
+        follow_up: HashMap::new(),
         table: Table::default(),
         plans: Plans::new(scale),
     };
@@ -219,6 +221,21 @@ enum Measure {
     SentToReceiptOf(&'static str, Quantile),
     /// Peak RSS growth (KiB) per idle stream subscriber, over `subscribers` of them.
     IdleSubscriberRss { subscribers: usize },
+    /// Fan-out: the batch load of rows 9 while `subscribers` streams of every topic follow
+    /// from the start, each checked with `consume`'s check; the figure is the ingest rate, and
+    /// the delivered rate (events/s summed over the subscribers while the load ran) is kept for
+    /// a later row.
+    FanOut { subscribers: usize },
+    /// An earlier fan-out row's delivered events/s.
+    DeliveredOf(&'static str),
+    /// One subscriber of every topic from the start of a prefilled store of this many events
+    /// (full scale): events/s until it has them all.
+    CatchUp { events: usize },
+    /// A subscriber that never reads, on a topic of ~50 MB: the service's RSS growth (MiB) until
+    /// it is disconnected; the seconds to the disconnect are kept for a later row.
+    Stalled,
+    /// Seconds from a stalled subscriber's request to its disconnect (an earlier row's).
+    DisconnectedAfterOf(&'static str),
     /// The service's CPU time per event (µs) during an earlier row.
     CpuPerEventOf(&'static str),
     /// Request body bytes per event of an earlier row's plan.
@@ -618,6 +635,76 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Target::None,
         ),
         row(
+            "13a",
+            "fan-out: batch ingest (batch 500, 8 conns), no subscribers",
+            ALL,
+            Measure::FanOut { subscribers: 0 },
+            Target::None,
+        ),
+        row(
+            "13b",
+            "batch ingest while 1 subscriber follows every topic",
+            ALL,
+            Measure::FanOut { subscribers: 1 },
+            Target::AtLeast("13a", 0.9),
+        ),
+        row(
+            "13c",
+            "events delivered to the 1 subscriber meanwhile",
+            ALL,
+            Measure::DeliveredOf("13b"),
+            Target::None,
+        ),
+        row(
+            "13d",
+            "batch ingest while 10 subscribers follow every topic",
+            ALL,
+            Measure::FanOut { subscribers: 10 },
+            Target::AtLeast("13a", 0.9),
+        ),
+        row(
+            "13e",
+            "events delivered to the 10 subscribers meanwhile (sum)",
+            ALL,
+            Measure::DeliveredOf("13d"),
+            Target::None,
+        ),
+        row(
+            "13f",
+            "batch ingest while 100 subscribers follow every topic",
+            ALL,
+            Measure::FanOut { subscribers: 100 },
+            Target::AtLeast("13a", 0.9),
+        ),
+        row(
+            "13g",
+            "events delivered to the 100 subscribers meanwhile (sum)",
+            ALL,
+            Measure::DeliveredOf("13f"),
+            Target::None,
+        ),
+        row(
+            "13h",
+            "catch-up: 1 subscriber of every topic from the start of a 1M-event store",
+            ALL,
+            Measure::CatchUp { events: 1_000_000 },
+            Target::None,
+        ),
+        row(
+            "13i",
+            "a subscriber that never reads (50 MB topic): service RSS growth until disconnected",
+            ALL,
+            Measure::Stalled,
+            Target::AtMost(64.0),
+        ),
+        row(
+            "13j",
+            "the same: seconds until it is disconnected (--write-timeout-secs 10)",
+            ALL,
+            Measure::DisconnectedAfterOf("13i"),
+            Target::AtMost(15.0),
+        ),
+        row(
             "10",
             "import-seed: 100k prototype rows (Python-literal payloads), batches of 500",
             ALL,
@@ -770,6 +857,8 @@ struct Bench {
     sent_to_receipt: HashMap<&'static str, (f64, f64)>,
     wire_bytes_per_event: HashMap<&'static str, f64>,
     p99: HashMap<&'static str, f64>,
+    /// Per fan-out row: events/s delivered; per stalled row: seconds to the disconnect.
+    follow_up: HashMap<&'static str, f64>,
     table: Table,
     plans: Plans,
 }
@@ -933,6 +1022,51 @@ impl Bench {
                 drop(streams);
                 (after.saturating_sub(before)) as f64 / *subscribers as f64
             }
+            Measure::FanOut { subscribers } => {
+                let dir = self.work.path().join(scenario.id);
+                let command = serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    &["--max-connections", "4096"],
+                );
+                let args = self.args(CLOSED_BATCH, PlanKind::ScaleBatch);
+                let plan = self.plan(PlanKind::ScaleBatch);
+                let (report, delivered) =
+                    self.runtime
+                        .block_on(fan_out(command, *subscribers, &plan, args));
+                self.follow_up.insert(scenario.id, delivered);
+                self.table.check(&report);
+                let _ = std::fs::remove_dir_all(&dir);
+                report.events_per_second
+            }
+            Measure::DeliveredOf(row) | Measure::DisconnectedAfterOf(row) => {
+                self.follow_up.get(row).copied().unwrap_or(f64::NAN)
+            }
+            Measure::CatchUp { events } => {
+                let events = ((*events as f64 * self.scale) as usize).max(1000);
+                let dir = self.work.path().join(scenario.id);
+                copy_dir(&prefilled_store(events, "catch-up"), &dir);
+                let server = BinaryApp::from_command(serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    &[],
+                ));
+                let rate = self.runtime.block_on(catch_up(&server.address));
+                drop(server);
+                let _ = std::fs::remove_dir_all(&dir);
+                rate
+            }
+            Measure::Stalled => {
+                let dir = self.work.path().join(scenario.id);
+                let server = BinaryApp::from_command(serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    &["--write-timeout-secs", "10"],
+                ));
+                let (growth_mib, secs) = self.runtime.block_on(stalled(&server));
+                self.follow_up.insert(scenario.id, secs);
+                growth_mib
+            }
             Measure::CpuPerEventOf(row) => {
                 self.cpu_us_per_event.get(row).copied().unwrap_or(f64::NAN)
             }
@@ -979,6 +1113,11 @@ impl Bench {
             Measure::SentToReceiptOf(_, Quantile::P50) => "ms p50",
             Measure::SentToReceiptOf(_, Quantile::P99) => "ms p99",
             Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
+            Measure::FanOut { .. } => "events/s",
+            Measure::DeliveredOf(_) => "events/s delivered",
+            Measure::CatchUp { .. } => "events/s",
+            Measure::Stalled => "MiB",
+            Measure::DisconnectedAfterOf(_) => "s",
             Measure::CpuPerEventOf(_) => "µs CPU/event",
             Measure::WireBytesPerEventOf(_) => "bytes/event",
         };
@@ -1230,6 +1369,195 @@ async fn delivery(base: &str, subscribers: usize, rate: f64, secs: f64) -> Deliv
     }
 }
 
+/// Follows the stream of every topic from the start until `stop` turns true (or `until`
+/// events arrived), counting events in `delivered` and checking each topic's seq with
+/// `consume`'s check; returns the check. Reads `topic` and `seq` from the event text without a
+/// full JSON parse, to keep the client's CPU off the measurement (the bench's topics need no
+/// escaping).
+async fn follow_every_topic(
+    base: String,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    until: Option<u64>,
+) -> SeqCheck {
+    use std::sync::atomic::Ordering;
+    let mut check = SeqCheck::from_start();
+    let mut response = reqwest::get(format!("{base}/events/stream"))
+        .await
+        .expect("open the stream");
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let mut seen = 0u64;
+    loop {
+        let chunk = tokio::select! {
+            chunk = response.chunk() => chunk.expect("stream read"),
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Some(chunk) = chunk else { break };
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        let mut consumed = 0;
+        let mut events = 0;
+        while let Some(end) = text[consumed..].find("\n\n") {
+            let message = &text[consumed..consumed + end];
+            consumed += end + 2;
+            let Some(data) = message.split_once("\ndata: ").map(|(_, d)| d) else {
+                continue;
+            };
+            let topic = data
+                .strip_prefix("{\"topic\":\"")
+                .and_then(|rest| rest.split_once('"'))
+                .map(|(topic, _)| topic)
+                .expect("an event with a topic");
+            let seq = data
+                .rsplit_once("\"seq\":")
+                .and_then(|(_, rest)| rest.trim_end_matches('}').parse::<i64>().ok())
+                .expect("an event with a seq");
+            check.observe(topic, seq);
+            events += 1;
+        }
+        text.drain(..consumed);
+        delivered.fetch_add(events, Ordering::Relaxed);
+        seen += events;
+        if until.is_some_and(|n| seen >= n) {
+            break;
+        }
+    }
+    check
+}
+
+/// Row 13's fan-out: the load runs while `subscribers` follow every topic; returns the load's
+/// report and the events/s delivered to all subscribers together while it ran.
+async fn fan_out(
+    command: Command,
+    subscribers: usize,
+    plan: &Arc<Plan>,
+    mut args: PublishArgs,
+) -> (Report, f64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let server = BinaryApp::from_command(command);
+    args.url = vec![server.address.clone()];
+    let delivered = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The subscribers' clients stand in for other machines: on this one they run at the lowest
+    // priority (as the service's stream work does), so they take only CPU that the service
+    // and the publishers leave.
+    let elsewhere = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(uts_aggregator::http::low_priority::lower_this_thread)
+        .enable_all()
+        .build()
+        .expect("subscribers' runtime");
+    let followers: Vec<_> = (0..subscribers)
+        .map(|_| {
+            elsewhere.spawn(follow_every_topic(
+                server.address.clone(),
+                delivered.clone(),
+                stopped.clone(),
+                None,
+            ))
+        })
+        .collect();
+    // Every subscriber connected before the clock starts.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while open_subscribers(&server.address).await < subscribers as f64 {
+        assert!(Instant::now() < deadline, "subscribers did not connect");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let during = delivered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    stop.send_replace(true);
+    for follower in followers {
+        let check = follower.await.expect("follower");
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+    }
+    elsewhere.shutdown_background();
+    (report, during)
+}
+
+/// `aggregator_stream_subscribers` of the service at `base`.
+async fn open_subscribers(base: &str) -> f64 {
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aggregator_stream_subscribers "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Row 13h: one subscriber of every topic from the start of the store: events/s until it has
+/// received every stored event.
+async fn catch_up(base: &str) -> f64 {
+    let stats: serde_json::Value = reqwest::get(format!("{base}/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    let stored = stats["unique_processed"].as_u64().expect("a count");
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let check =
+        follow_every_topic(base.to_string(), delivered.clone(), stopped, Some(stored)).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert_eq!(
+        delivered.load(std::sync::atomic::Ordering::Relaxed),
+        stored,
+        "every stored event once"
+    );
+    stored as f64 / secs
+}
+
+/// Row 13i: publishes ~50 MB of 100 KB events to one topic, then opens its stream and never
+/// reads; samples the service's RSS every 100 ms until the stream is disconnected (30 s at
+/// most). Returns the RSS growth (MiB) over the stall and the seconds to the disconnect.
+async fn stalled(server: &BinaryApp) -> (f64, f64) {
+    use tokio::io::AsyncWriteExt;
+    let client = reqwest::Client::new();
+    support::app::publish_big_events(&server.address, "big", (50, 10), 100_000).await;
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let mut socket = tokio::net::TcpStream::connect(server.address.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    socket
+        .write_all(b"GET /events/stream?topic=big HTTP/1.1\r\nhost: bench\r\n\r\n")
+        .await
+        .expect("request");
+    let started = Instant::now();
+    let mut peak = before;
+    loop {
+        peak = peak.max(rss_kib(pid));
+        let metrics = client
+            .get(format!("{}/metrics", server.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let disconnected = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("aggregator_stream_slow_consumer_disconnects_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|n| n >= 1.0);
+        if disconnected || started.elapsed() > std::time::Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(socket);
+    (peak.saturating_sub(before) as f64 / 1024.0, secs)
+}
+
 /// Delivery latencies (ms, p50 and p99) over every (event, subscriber) pair.
 struct Delivered {
     /// From the publisher reading its 200 to the receipt (0 when the receipt came first).
@@ -1315,7 +1643,7 @@ fn ceiling_options() -> WriterOptions {
 fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
     let partitions = std::thread::available_parallelism().map_or(1, usize::from);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("history-v2-{events}-p{partitions}"));
+        .join(format!("history-v3-{events}-p{partitions}"));
     let done = dir.join("PREFILLED");
     if done.exists() {
         return dir;

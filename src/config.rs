@@ -28,6 +28,8 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_INFLIGHT_BODY_MIB: usize = 64;
 pub const DEFAULT_STORE_POOL_SIZE: usize = 16;
+/// `--min-free-disk-mib`: room for a few seconds of full-speed ingest plus a WAL checkpoint.
+pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_MIN_UPLOAD_BYTES_PER_SEC: u64 = 1024;
@@ -237,6 +239,12 @@ pub struct StoreArgs {
     /// per query); at least the partition count plus a few for reads. PostgreSQL store only.
     #[arg(long, env = "AGG_STORE_POOL_SIZE", default_value_t = DEFAULT_STORE_POOL_SIZE)]
     pub store_pool_size: usize,
+
+    /// Below this much free space on the data dir's file system (MiB), publishes are refused
+    /// (503) and `/readyz` is red, before SQLite runs into a full disk; both clear by
+    /// themselves when space returns. SQLite store only; 0 turns the guard off.
+    #[arg(long, env = "AGG_MIN_FREE_DISK_MIB", default_value_t = DEFAULT_MIN_FREE_DISK_MIB)]
+    pub min_free_disk_mib: u64,
 }
 
 /// `--listen`: `ip:port`, `name:port` (resolved now; the first address wins) or `:port`.

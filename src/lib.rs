@@ -31,6 +31,7 @@ pub(crate) mod budget;
 pub mod config;
 pub mod consume;
 pub mod dedup;
+pub mod disk;
 pub mod event;
 pub mod http;
 pub mod import;
@@ -98,6 +99,14 @@ pub async fn run_on(
     config.validate()?;
     let metrics = metrics::Metrics::new();
     let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics).await?;
+    // The SQLite store's disk (PostgreSQL minds its own).
+    let disk = match config.store.location {
+        store::Location::Sqlite if config.store.min_free_disk_mib > 0 => Some(Arc::new(
+            disk::DiskGuard::new(&config.store.data_dir, config.store.min_free_disk_mib),
+        )),
+        _ => None,
+    };
+    let disk_watch = disk.clone().map(disk::DiskGuard::watch);
     let state = Arc::new(AppState::new(
         ingest,
         store.clone(),
@@ -105,6 +114,7 @@ pub async fn run_on(
         config.http.api_tokens()?,
         metrics,
         config.http.budgets(),
+        disk,
     ));
     // Other replicas' commits (PostgreSQL) wake this process's stream subscribers too.
     let listener_state = Arc::downgrade(&state);
@@ -148,7 +158,7 @@ pub async fn run_on(
     if !workers.drain(deadline).await {
         tracing::error!("some partition workers did not finish committing before the timeout");
     }
-    if let Some(task) = commit_listener {
+    for task in [commit_listener, disk_watch].into_iter().flatten() {
         task.abort();
     }
     drop(state);

@@ -34,6 +34,11 @@ pub(crate) const SUBSCRIBERS: &str = "aggregator_stream_subscribers";
 pub(crate) const DELIVERED: &str = "aggregator_stream_events_delivered_total";
 pub(crate) const DELIVERY_LAG: &str = "aggregator_stream_delivery_lag_seconds";
 pub(crate) const SLOW_DISCONNECTS: &str = "aggregator_stream_slow_consumer_disconnects_total";
+pub(crate) const DISK_FREE: &str = "aggregator_disk_free_bytes";
+pub(crate) const DATABASE_BYTES: &str = "aggregator_database_bytes";
+pub(crate) const WAL_BYTES: &str = "aggregator_wal_bytes";
+pub(crate) const DISK_LOW: &str = "aggregator_disk_low";
+pub(crate) const EVENTS_STORED: &str = "aggregator_events_stored";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -75,6 +80,18 @@ pub struct Metrics {
     /// The standard `process_*` series (RSS, CPU seconds, open fds, start time, threads),
     /// read from `/proc` at each render.
     process: Arc<metrics_process::Collector>,
+    /// The data dir's disk gauges, registered at the first render that has a disk sample
+    /// (never on PostgreSQL, whose disk is the server's).
+    disk: Arc<std::sync::OnceLock<DiskGauges>>,
+    events_stored: Gauge,
+}
+
+/// Gauges of the SQLite data dir's disk.
+struct DiskGauges {
+    free: Gauge,
+    database: Gauge,
+    wal: Gauge,
+    low: Gauge,
 }
 
 /// What `GET /events/stream` records.
@@ -147,6 +164,9 @@ impl Metrics {
             },
             requests: Arc::default(),
             partition_gauges: Arc::default(),
+            disk: Arc::default(),
+            events_stored: recorder
+                .register_gauge(&Key::from_static_name(EVENTS_STORED), &metadata()),
             process,
             recorder,
             handle,
@@ -215,6 +235,31 @@ impl Metrics {
         self.duplicate.absolute(snapshot.totals.duplicate_dropped);
         self.rejected.absolute(snapshot.rejected);
         self.uptime.set(snapshot.uptime_seconds);
+        // Nothing is deleted yet, so every event stored for the first time is still stored.
+        self.events_stored
+            .set(snapshot.totals.unique_processed as f64);
+        if let Some(disk) = snapshot.disk {
+            let gauges = self.disk.get_or_init(|| {
+                let gauge = |name| {
+                    self.recorder
+                        .register_gauge(&Key::from_static_name(name), &metadata())
+                };
+                DiskGauges {
+                    free: gauge(DISK_FREE),
+                    database: gauge(DATABASE_BYTES),
+                    wal: gauge(WAL_BYTES),
+                    low: gauge(DISK_LOW),
+                }
+            });
+            gauges.free.set(disk.free_bytes as f64);
+            gauges.database.set(disk.database_bytes as f64);
+            gauges.wal.set(disk.wal_bytes as f64);
+            gauges.low.set(if snapshot.low_disk.is_some() {
+                1.0
+            } else {
+                0.0
+            });
+        }
         metrics::with_local_recorder(self.recorder.as_ref(), || self.process.collect());
         self.handle.render()
     }
@@ -296,6 +341,27 @@ fn describe(recorder: &PrometheusRecorder) {
         SLOW_DISCONNECTS,
         "Stream subscribers disconnected for not reading (they resume with Last-Event-ID).",
     );
+    let describe_bytes = |name: &'static str, text: &'static str| {
+        recorder.describe_gauge(name.into(), Some(Unit::Bytes), text.into());
+    };
+    describe_bytes(
+        DISK_FREE,
+        "Bytes free for the service on the data dir's file system (SQLite store).",
+    );
+    describe_bytes(
+        DATABASE_BYTES,
+        "Bytes of the partition databases (SQLite store).",
+    );
+    describe_bytes(
+        WAL_BYTES,
+        "Bytes of the partition databases' write-ahead logs.",
+    );
+    recorder.describe_gauge(
+        DISK_LOW.into(),
+        None,
+        "1 while free space is below --min-free-disk-mib (publishes refused).".into(),
+    );
+    recorder.describe_gauge(EVENTS_STORED.into(), None, "Events stored now.".into());
     recorder.describe_histogram(
         PUBLISH_DURATION.into(),
         Some(Unit::Seconds),

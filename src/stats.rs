@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::disk::DiskNumbers;
 use crate::store::Totals;
 
 /// Numbers of one partition, written by its worker and read by HTTP handlers.
@@ -111,6 +112,10 @@ pub struct Snapshot {
     pub rejected: u64,
     pub uptime_seconds: f64,
     pub shutting_down: bool,
+    /// The SQLite data dir's disk, as last sampled (`None` on PostgreSQL).
+    pub disk: Option<DiskNumbers>,
+    /// Why publishes are refused for lack of disk space, if they are.
+    pub low_disk: Option<String>,
 }
 
 impl Snapshot {
@@ -130,6 +135,8 @@ impl Snapshot {
             rejected: service.rejected(),
             uptime_seconds: service.uptime_seconds(),
             shutting_down,
+            disk: None,
+            low_disk: None,
         }
     }
 
@@ -138,6 +145,9 @@ impl Snapshot {
         let mut reasons = Vec::new();
         if self.shutting_down {
             reasons.push("shutting down".to_string());
+        }
+        if let Some(low) = &self.low_disk {
+            reasons.push(low.clone());
         }
         for partition in &self.partitions {
             if let Some(problem) = partition.problem() {

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 503 + `Retry-After`: too many `/events` responses are in flight.
     #[error("too many reads in progress, retry later")]
     ReadsBusy,
+    /// 503 + `Retry-After`: the data dir's file system is below `--min-free-disk-mib`.
+    #[error("{0}")]
+    LowDisk(String),
     /// 503 + `Retry-After`: a partition database is missing or replaced; see the log.
     #[error("a partition database is missing or was replaced; the operator must restore it")]
     PartitionLost,
@@ -83,6 +86,7 @@ impl ApiError {
             | Self::StoreUnavailable { .. }
             | Self::TooManyConnections
             | Self::ReadsBusy
+            | Self::LowDisk(_)
             | Self::PartitionLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +100,7 @@ impl ApiError {
             | Self::TooManyConnections
             | Self::ReadsBusy
             | Self::PartitionLost => Some(1),
+            Self::LowDisk(_) => Some(crate::disk::SAMPLE_EVERY.as_secs().max(1) * 5),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@ mod conn_io;
 pub mod error;
 mod events;
 mod health;
+pub mod low_priority;
 mod openapi;
 mod publish;
 mod query;
@@ -26,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::budget::MemoryBudget;
+use crate::disk::DiskGuard;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::stats::{ServiceStats, Snapshot};
@@ -84,6 +86,8 @@ pub struct AppState {
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     /// True once shutdown began; long-lived responses (streams, long polls) watch it.
     shutting_down: tokio::sync::watch::Sender<bool>,
+    /// The SQLite data dir's disk and its low-space guard (`None` on PostgreSQL).
+    pub disk: Option<Arc<DiskGuard>>,
 }
 
 impl AppState {
@@ -94,6 +98,7 @@ impl AppState {
         api_tokens: Vec<ApiToken>,
         metrics: Metrics,
         budgets: Budgets,
+        disk: Option<Arc<DiskGuard>>,
     ) -> Self {
         Self {
             body_budget: MemoryBudget::new(budgets.inflight_body_bytes),
@@ -105,6 +110,7 @@ impl AppState {
             api_tokens,
             metrics,
             shutting_down: tokio::sync::watch::channel(false).0,
+            disk,
         }
     }
 
@@ -126,8 +132,14 @@ impl AppState {
 
     /// The service's numbers now, as `/readyz` needs them (no store read).
     fn snapshot(&self) -> Snapshot {
-        self.ingest
-            .snapshot(&self.service_stats, self.is_shutting_down())
+        let mut snapshot = self
+            .ingest
+            .snapshot(&self.service_stats, self.is_shutting_down());
+        if let Some(disk) = &self.disk {
+            snapshot.disk = disk.numbers();
+            snapshot.low_disk = disk.refusal();
+        }
+        snapshot
     }
 
     /// The numbers for `/stats` and `/metrics`: first takes in the store's shared totals, if

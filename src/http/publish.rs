@@ -74,6 +74,9 @@ pub(super) async fn publish(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
+    if let Some(reason) = state.disk.as_ref().and_then(|disk| disk.refusal()) {
+        return Err(ApiError::LowDisk(reason));
+    }
     let limit = state.limits.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)

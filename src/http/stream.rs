@@ -99,7 +99,8 @@ pub(super) async fn stream(
         return Err(ApiError::ShuttingDown);
     }
     let (frames, rx) = mpsc::channel::<Bytes>(BUFFERED_FRAMES);
-    tokio::spawn(feed(state.clone(), follow, frames));
+    // Reads and serialisation at a lower priority than publishing (see `low_priority`).
+    super::low_priority::spawn(feed(state.clone(), follow, frames));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::app::event;
+use crate::support::app::{big_event, event, publish_big_events};
 use crate::support::process::BinaryApp;
 
 /// The attacks load both cores; they take turns so each one's figures are its own.
@@ -25,13 +25,6 @@ async fn connect_small_window(address: &str) -> TcpStream {
 }
 
 /// An event whose payload makes it about `bytes` long.
-fn big_event(topic: &str, id: &str, bytes: usize) -> Value {
-    json!({
-        "topic": topic, "event_id": id, "timestamp": "2025-10-24T00:00:00Z", "source": "attack",
-        "payload": {"data": "x".repeat(bytes)},
-    })
-}
-
 /// Sends `GET /healthz` every 200 ms while `running`; returns (answered 200, sent, slowest).
 async fn probe_health(address: String, running: Arc<AtomicBool>) -> (usize, usize, Duration) {
     let client = reqwest::Client::builder()
@@ -200,18 +193,7 @@ async fn huge_pages_read_slowly_stay_within_the_read_budget() {
     let app = BinaryApp::start_quiet(dir.path(), &[]);
     let client = reqwest::Client::new();
     // 200 events of 300 KB: 60 MB stored, 10 per request.
-    for batch in 0..20 {
-        let events: Vec<Value> = (0..10)
-            .map(|i| big_event("big", &format!("{batch}-{i}"), 300_000))
-            .collect();
-        let reply = client
-            .post(format!("{}/publish", app.address))
-            .json(&events)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), 200);
-    }
+    publish_big_events(&app.address, "big", (20, 10), 300_000).await;
     let before = app.peak_rss_mib();
     // Six readers ask for everything at once and read slowly.
     let address = app.socket_address();

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod crash;
+mod disk;
 mod docs_page;
 mod faults;
 mod formats;

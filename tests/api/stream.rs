@@ -469,17 +469,7 @@ async fn a_subscriber_that_never_reads_is_disconnected_and_never_slows_publishin
         .spawn()
         .await;
     // ~20 MB of events in the topic: far more than socket buffers and the stream's frames.
-    let big = "x".repeat(100_000);
-    for batch in 0..20 {
-        let events: Vec<Value> = (0..10)
-            .map(|i| {
-                let mut e = event("big", &format!("b-{batch}-{i}"));
-                e["payload"]["blob"] = big.clone().into();
-                e
-            })
-            .collect();
-        app.publish_ok(&Value::Array(events)).await;
-    }
+    crate::support::app::publish_big_events(&app.address, "big", (20, 10), 100_000).await;
     let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
         .await
         .unwrap();

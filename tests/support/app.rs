@@ -268,6 +268,36 @@ impl TestApp {
     }
 }
 
+/// An event whose payload carries `bytes` bytes of text.
+pub(crate) fn big_event(topic: &str, id: &str, bytes: usize) -> Value {
+    let mut event = event(topic, id);
+    event["payload"]["blob"] = "x".repeat(bytes).into();
+    event
+}
+
+/// Publishes `batches` requests of `per_batch` events of `bytes` bytes each to `topic`
+/// (ids `<batch>-<i>`), each answered 200.
+pub(crate) async fn publish_big_events(
+    address: &str,
+    topic: &str,
+    (batches, per_batch): (usize, usize),
+    bytes: usize,
+) {
+    let client = reqwest::Client::new();
+    for batch in 0..batches {
+        let events: Vec<Value> = (0..per_batch)
+            .map(|i| big_event(topic, &format!("{batch}-{i}"), bytes))
+            .collect();
+        let reply = client
+            .post(format!("{address}/publish"))
+            .json(&events)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(reply.status(), 200);
+    }
+}
+
 pub(crate) fn event(topic: &str, id: &str) -> Value {
     json!({
         "topic": topic,
