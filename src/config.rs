@@ -60,8 +60,11 @@ pub enum Command {
     Publish(crate::publish::PublishArgs),
     /// Import the Python prototype's events (its dedup.db) into a running service.
     ImportSeed(crate::import::ImportArgs),
-    /// Follow a topic's live stream, checking that seq is gapless and never repeats.
+    /// Follow a topic's (or every topic's) live stream, checking that each topic's seq is
+    /// gapless and never repeats.
     Consume(crate::consume::ConsumeArgs),
+    /// Copy a SQLite data dir, also while the service runs on it.
+    Backup(crate::backup::BackupArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

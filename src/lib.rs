@@ -27,6 +27,7 @@
 //! ```
 //! `ARCHITECTURE.md` states the same steps with what a crash at each one means.
 
+pub mod backup;
 pub(crate) mod budget;
 pub mod config;
 pub mod consume;

@@ -31,6 +31,12 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             });
         }
+        Some(Command::Backup(args)) => {
+            return backup(&args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
@@ -50,6 +56,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     uts_aggregator::run(config, listener, uts_aggregator::shutdown::signal()).await?;
     Ok(())
+}
+
+/// Progress on stderr, the summary on stdout (text or JSON).
+fn backup(args: &uts_aggregator::backup::BackupArgs) -> anyhow::Result<ExitCode> {
+    let summary = uts_aggregator::backup::run(args, |line| eprintln!("{line}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "backup of {} partitions in {}: {} events, {:.1} MiB, {:.1} s",
+            summary.partitions,
+            args.out.display(),
+            summary.events,
+            summary.bytes as f64 / (1024.0 * 1024.0),
+            summary.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code 1 when a request failed for good, the run was cut short, or the `/stats` check

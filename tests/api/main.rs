@@ -2,6 +2,7 @@
 
 mod access;
 mod attacks;
+mod backup;
 mod bad_input;
 mod cli;
 mod concurrency;

@@ -410,3 +410,52 @@ async fn a_postgres_store_from_before_positions_is_upgraded() {
         "the new one after them"
     );
 }
+
+/// The PostgreSQL backup the README names: `pg_dump` of a store (taken while a replica runs),
+/// restored with `pg_restore` into a fresh database, starts a replica with the same events,
+/// `seq`s, counters and dedup state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+)]
+async fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_store() {
+    let Some(server) = pg::shared("replicas::pg_dump") else {
+        return;
+    };
+    let url = server.create_database();
+    let name = |url: &str| url.rsplit('/').next().unwrap().to_string();
+    let original = Arc::new(TestApp::builder().store(url.parse().unwrap()).spawn().await);
+    publish_overlapping(std::slice::from_ref(&original), 4, 50).await;
+    let restored_url = server.create_database();
+    server.dump_and_restore(&name(&url), &name(&restored_url));
+    let restored = TestApp::builder()
+        .store(restored_url.parse().unwrap())
+        .spawn()
+        .await;
+    let (a, b) = (original.stats().await, restored.stats().await);
+    for key in [
+        "received",
+        "unique_processed",
+        "duplicate_dropped",
+        "topics",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    for topic in a["topics"].as_array().unwrap() {
+        let path = format!("/events?topic={}&limit=1000", topic.as_str().unwrap());
+        let read = |app: &TestApp| {
+            let path = path.clone();
+            let client = app.client.clone();
+            let address = app.address.clone();
+            async move { crate::support::pages::walk_pages(&client, &address, &path).await }
+        };
+        assert_eq!(read(&original).await, read(&restored).await, "{topic}");
+    }
+    // Ids the overlapping publishers sent: each stored already.
+    let again: Vec<Value> = (0..200)
+        .map(|i| event(&format!("t{}", i % 4), &format!("id-{i}")))
+        .collect();
+    let (unique, duplicate) = restored.publish_ok(&Value::Array(again)).await;
+    assert_eq!((unique, duplicate), (0, 200), "the dedup keys came along");
+}

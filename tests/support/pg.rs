@@ -261,6 +261,30 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// `pg_dump --format=custom` of `from`, restored with `pg_restore` into the empty database
+    /// `into`: what the README tells operators to do.
+    pub(crate) fn dump_and_restore(&self, from: &str, into: &str) {
+        let dump = std::env::temp_dir().join(format!("{from}.dump"));
+        let port = self.port.to_string();
+        let connection = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        let run = |program: &str, args: &[&str]| {
+            let output = Command::new(self.bin.join(program))
+                .args(connection)
+                .args(args)
+                .arg(&dump)
+                .output()
+                .unwrap_or_else(|e| panic!("run {program}: {e}"));
+            assert!(
+                output.status.success(),
+                "{program}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run("pg_dump", &["--format=custom", "--dbname", from, "--file"]);
+        run("pg_restore", &["--exit-on-error", "--dbname", into]);
+        let _ = std::fs::remove_file(&dump);
+    }
+
     /// Runs `sql` in `database`; returns what psql printed (unaligned, tuples only).
     pub(crate) fn psql(&self, database: &str, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))

@@ -236,6 +236,42 @@ impl DataDir {
     }
 }
 
+/// What a data dir holds, read without taking its lock (a running service keeps it): the
+/// manifest's path and the partition databases' paths. For `backup`.
+pub fn partition_files(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), LayoutError> {
+    let manifest = root.join(META_FILE);
+    let bytes = fs::read(&manifest).map_err(|source| LayoutError::Io {
+        path: manifest.clone(),
+        source,
+    })?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| LayoutError::BadMeta {
+        path: manifest.clone(),
+        reason: e.to_string(),
+    })?;
+    if meta.format != FORMAT || meta.partitions == 0 {
+        return Err(LayoutError::BadMeta {
+            path: manifest,
+            reason: format!(
+                "format {} with {} partitions (start the service on it once to upgrade it)",
+                meta.format, meta.partitions
+            ),
+        });
+    }
+    let files = (0..meta.partitions)
+        .map(|p| root.join(DataDir::file_name(p)))
+        .collect();
+    Ok((manifest, files))
+}
+
+/// Copies the manifest to `dir` (atomically), the last step of a backup.
+pub fn copy_manifest(manifest: &Path, dir: &Path) -> std::io::Result<()> {
+    let target = dir.join(META_FILE);
+    let tmp = target.with_extension("json.tmp");
+    fs::copy(manifest, &tmp)?;
+    File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, &target)
+}
+
 fn write_atomically(path: &Path, meta: &Meta) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut file = File::create(&tmp)?;

@@ -6,6 +6,7 @@
 //! seen". The data dir is locked, so this process is the only writer and its workers' totals
 //! are exact.
 
+pub mod backup;
 mod checkpoint;
 mod layout;
 mod reader;
@@ -13,7 +14,7 @@ mod schema;
 mod writer;
 mod writer_thread;
 
-pub use layout::{DataDir, LayoutError};
+pub use layout::{DataDir, LayoutError, copy_manifest, partition_files};
 use std::sync::Arc;
 
 use async_trait::async_trait;
