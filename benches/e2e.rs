@@ -1633,6 +1633,7 @@ fn ceiling_options() -> WriterOptions {
     WriterOptions {
         durability: Durability::Process,
         page_cache_kib: uts_aggregator::config::DEFAULT_SQLITE_CACHE_MIB * 1024,
+        retention: None,
     }
 }
 

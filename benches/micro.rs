@@ -79,6 +79,7 @@ fn store_commit(c: &mut Criterion) {
     let options = WriterOptions {
         durability: Durability::Process,
         page_cache_kib: 32 * 1024,
+        retention: None,
     };
     let mut writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
     let mut round = 0u64;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::http::{ApiToken, Budgets, HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
+use crate::retention::Retention;
 use crate::store::{Durability, Location, OpenOptions};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -248,6 +249,16 @@ pub struct StoreArgs {
     /// themselves when space returns. SQLite store only; 0 turns the guard off.
     #[arg(long, env = "AGG_MIN_FREE_DISK_MIB", default_value_t = DEFAULT_MIN_FREE_DISK_MIB)]
     pub min_free_disk_mib: u64,
+
+    /// Events committed longer ago are pruned in the background (payload gone, key kept):
+    /// `30s`, `12h`, `7d`, ... [default: keep forever]. SQLite store only, for now.
+    #[arg(long, env = "AGG_RETENTION", value_parser = crate::retention::parse_duration)]
+    pub retention: Option<Duration>,
+
+    /// A re-send of a pruned event stays a duplicate for this long after its commit; later it
+    /// may be accepted again with a new seq [default: forever]. At least --retention.
+    #[arg(long, env = "AGG_DEDUP_WINDOW", value_parser = crate::retention::parse_duration)]
+    pub dedup_window: Option<Duration>,
 }
 
 /// `--listen`: `ip:port`, `name:port` (resolved now; the first address wins) or `:port`.
@@ -278,6 +289,8 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0}")]
+    Retention(String),
     #[error("cannot read --api-token-file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -451,7 +464,29 @@ impl IngestArgs {
 
 impl StoreArgs {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        nonzero(&[("store-pool-size", self.store_pool_size)])
+        nonzero(&[("store-pool-size", self.store_pool_size)])?;
+        self.retention().map(|_| ())
+    }
+
+    /// `--retention` with `--dedup-window`, when retention is on.
+    pub fn retention(&self) -> Result<Option<Retention>, ConfigError> {
+        match (self.retention, self.dedup_window) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ConfigError::Retention(
+                "--dedup-window needs --retention (without it every event and key is kept forever)"
+                    .into(),
+            )),
+            (Some(keep), window) => {
+                if matches!(self.location, Location::Postgres(_)) {
+                    return Err(ConfigError::Retention(
+                        "--retention is not available on PostgreSQL yet (SQLite store only)".into(),
+                    ));
+                }
+                Retention::new(keep, window)
+                    .map(Some)
+                    .map_err(ConfigError::Retention)
+            }
+        }
     }
 
     /// How to open the store `--store` names.
@@ -464,6 +499,8 @@ impl StoreArgs {
             durability: self.durability,
             page_cache_kib_total: self.sqlite_cache_mib * 1024,
             pool_size: self.store_pool_size,
+            // Checked by `validate` before the store is opened.
+            retention: self.retention().ok().flatten(),
         }
     }
 

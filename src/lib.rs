@@ -39,6 +39,7 @@ pub mod import;
 pub mod ingest;
 pub(crate) mod metrics;
 pub mod publish;
+pub mod retention;
 pub mod shutdown;
 pub(crate) mod stats;
 pub mod store;

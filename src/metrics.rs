@@ -39,6 +39,7 @@ pub(crate) const DATABASE_BYTES: &str = "aggregator_database_bytes";
 pub(crate) const WAL_BYTES: &str = "aggregator_wal_bytes";
 pub(crate) const DISK_LOW: &str = "aggregator_disk_low";
 pub(crate) const EVENTS_STORED: &str = "aggregator_events_stored";
+pub(crate) const OLDEST_RETAINED: &str = "aggregator_oldest_retained_commit_timestamp_seconds";
 
 /// Events per commit: from a lone event to the largest batches.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -84,6 +85,8 @@ pub struct Metrics {
     /// (never on PostgreSQL, whose disk is the server's).
     disk: Arc<std::sync::OnceLock<DiskGauges>>,
     events_stored: Gauge,
+    /// Registered at the first render that knows it (retention on).
+    oldest_retained: Arc<std::sync::OnceLock<Gauge>>,
 }
 
 /// Gauges of the SQLite data dir's disk.
@@ -167,6 +170,7 @@ impl Metrics {
             disk: Arc::default(),
             events_stored: recorder
                 .register_gauge(&Key::from_static_name(EVENTS_STORED), &metadata()),
+            oldest_retained: Arc::default(),
             process,
             recorder,
             handle,
@@ -235,9 +239,19 @@ impl Metrics {
         self.duplicate.absolute(snapshot.totals.duplicate_dropped);
         self.rejected.absolute(snapshot.rejected);
         self.uptime.set(snapshot.uptime_seconds);
-        // Nothing is deleted yet, so every event stored for the first time is still stored.
-        self.events_stored
-            .set(snapshot.totals.unique_processed as f64);
+        let stored = snapshot.stored.unwrap_or_default();
+        self.events_stored.set(match snapshot.stored {
+            Some(stored) => stored.events as f64,
+            None => snapshot.totals.unique_processed as f64,
+        });
+        if let Some(at) = stored.oldest_retained_ms {
+            self.oldest_retained
+                .get_or_init(|| {
+                    self.recorder
+                        .register_gauge(&Key::from_static_name(OLDEST_RETAINED), &metadata())
+                })
+                .set(at as f64 / 1000.0);
+        }
         if let Some(disk) = snapshot.disk {
             let gauges = self.disk.get_or_init(|| {
                 let gauge = |name| {
@@ -361,7 +375,17 @@ fn describe(recorder: &PrometheusRecorder) {
         None,
         "1 while free space is below --min-free-disk-mib (publishes refused).".into(),
     );
-    recorder.describe_gauge(EVENTS_STORED.into(), None, "Events stored now.".into());
+    recorder.describe_gauge(
+        EVENTS_STORED.into(),
+        None,
+        "Events stored now (with their payload; pruned ones are not counted).".into(),
+    );
+    recorder.describe_gauge(
+        OLDEST_RETAINED.into(),
+        Some(Unit::Seconds),
+        "Unix time at or before which the oldest retained event was committed (--retention)."
+            .into(),
+    );
     recorder.describe_histogram(
         PUBLISH_DURATION.into(),
         Some(Unit::Seconds),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::disk::DiskNumbers;
-use crate::store::Totals;
+use crate::store::{Stored, Totals};
 
 /// Numbers of one partition, written by its worker and read by HTTP handlers.
 #[derive(Debug, Default)]
@@ -116,6 +116,8 @@ pub struct Snapshot {
     pub disk: Option<DiskNumbers>,
     /// Why publishes are refused for lack of disk space, if they are.
     pub low_disk: Option<String>,
+    /// What retention leaves stored (`None`: every event ever stored is kept).
+    pub stored: Option<Stored>,
 }
 
 impl Snapshot {
@@ -137,6 +139,7 @@ impl Snapshot {
             shutting_down,
             disk: None,
             low_disk: None,
+            stored: None,
         }
     }
 

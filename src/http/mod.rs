@@ -152,7 +152,12 @@ impl AppState {
             Ok(None) => {}
             Err(_) => tracing::warn!("lifetime totals not refreshed from the store"),
         }
-        self.snapshot()
+        let mut snapshot = self.snapshot();
+        match self.store.stored().await {
+            Ok(stored) => snapshot.stored = stored,
+            Err(e) => tracing::warn!(error = %e, "stored events not read from the store"),
+        }
+        snapshot
     }
 }
 

@@ -95,6 +95,8 @@ pub struct OpenOptions {
     pub page_cache_kib_total: u64,
     /// Most PostgreSQL connections this process opens.
     pub pool_size: usize,
+    /// `--retention` / `--dedup-window` (SQLite only, for now).
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// One stored event as `/events` returns it.
@@ -220,6 +222,16 @@ impl CommitBatch {
     }
 }
 
+/// What is stored now, as retention leaves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Events whose payload is kept (not pruned).
+    pub events: u64,
+    /// The commit time (Unix ms) at or before which the oldest retained event was committed,
+    /// when retention keeps commit times.
+    pub oldest_retained_ms: Option<i64>,
+}
+
 /// Told the partition of each commit another process made.
 pub type CommitListener = Arc<dyn Fn(usize) + Send + Sync>;
 
@@ -281,6 +293,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn listen_commits(&self, on_commit: CommitListener) -> Option<tokio::task::JoinHandle<()>> {
         let _ = on_commit;
         None
+    }
+
+    /// What is stored now (for the metrics), when retention can have removed events; `None`
+    /// when every event ever stored is still there.
+    async fn stored(&self) -> Result<Option<Stored>, StoreError> {
+        Ok(None)
     }
 
     /// Lifetime totals per partition as the store holds them now, when other processes may

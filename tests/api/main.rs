@@ -24,6 +24,7 @@ mod prometheus;
 mod publish;
 mod replicas;
 mod restart;
+mod retention;
 mod store_conformance;
 mod stream;
 #[path = "../support/mod.rs"]

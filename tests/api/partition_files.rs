@@ -85,7 +85,7 @@ async fn an_emptied_or_replaced_partition_database_is_refused_at_start() {
 async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
     let dir = populated_dir().await;
     // Make it look like format 1: no identities in the manifest or the databases, and schema
-    // version 2: no positions either.
+    // version 2: no positions or retention state either.
     std::fs::write(
         dir.path().join("aggregator.json"),
         r#"{"format": 1, "partitions": 3}"#,
@@ -96,7 +96,11 @@ async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
             rusqlite::Connection::open(dir.path().join(format!("partition-{p:03}.db"))).unwrap();
         conn.execute_batch(
             "DROP TABLE meta; DROP INDEX events_position; ALTER TABLE events DROP COLUMN pos;
-             ALTER TABLE counters DROP COLUMN last_pos; PRAGMA user_version = 2;",
+             ALTER TABLE counters DROP COLUMN last_pos; DROP TABLE commit_marks;
+             ALTER TABLE counters DROP COLUMN pruned_pos;
+             ALTER TABLE counters DROP COLUMN forgotten_pos;
+             ALTER TABLE counters DROP COLUMN pruned_events;
+             ALTER TABLE topics DROP COLUMN pruned_seq; PRAGMA user_version = 2;",
         )
         .unwrap();
     }

@@ -51,6 +51,7 @@ async fn open(url: &str, dir: &Path) -> Result<(), String> {
         durability: Durability::Process,
         page_cache_kib_total: 1024,
         pool_size: 4,
+        retention: None,
     };
     store::open(&options)
         .await

@@ -375,6 +375,7 @@ async fn a_postgres_store_from_before_positions_is_upgraded() {
         durability: uts_aggregator::store::Durability::Process,
         page_cache_kib_total: 1024,
         pool_size: 2,
+        retention: None,
     })
     .await
     .unwrap();

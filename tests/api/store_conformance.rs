@@ -28,6 +28,7 @@ fn options(location: Location, data_dir: &Path) -> OpenOptions {
         durability: Durability::Process,
         page_cache_kib_total: 4096,
         pool_size: 4,
+        retention: None,
     }
 }
 

@@ -89,6 +89,10 @@ impl Store for PanicOnTopic {
         self.inner.last_positions().await
     }
 
+    async fn stored(&self) -> Result<Option<uts_aggregator::store::Stored>, StoreError> {
+        self.inner.stored().await
+    }
+
     async fn page(
         &self,
         partition: usize,

@@ -23,8 +23,8 @@ pub use writer::SqliteWriter;
 use writer_thread::ThreadedWriter;
 
 use super::{
-    Durability, OpenOptions, PageLimit, PartitionWriter, Store, StoreError, StoredEvent, TopicInfo,
-    Totals, merge_topic_pages,
+    Durability, OpenOptions, PageLimit, PartitionWriter, Store, StoreError, Stored, StoredEvent,
+    TopicInfo, Totals, merge_topic_pages,
 };
 
 /// How a partition writer opens its database.
@@ -34,6 +34,8 @@ pub struct WriterOptions {
     /// SQLite page cache of this writer, in KiB. The dedup index is the hot, randomly
     /// accessed structure; every page of it that misses this cache costs a read syscall.
     pub page_cache_kib: u64,
+    /// Pruning and forgetting, done by the writer between commits.
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// The locked data dir with one writer and one reader per partition database.
@@ -58,6 +60,7 @@ impl SqliteStore {
         let writer_options = WriterOptions {
             durability: options.durability,
             page_cache_kib: options.page_cache_kib_total / data_dir.partitions() as u64,
+            retention: options.retention,
         };
         let identities = (0..data_dir.partitions())
             .map(|p| {
@@ -133,7 +136,11 @@ impl Store for SqliteStore {
         let path = self.data_dir.partition_db(partition);
         let options = self.options;
         let writer = blocking(move || SqliteWriter::open(&path, &options)).await?;
-        Ok(Box::new(ThreadedWriter::spawn(writer, partition)?))
+        Ok(Box::new(ThreadedWriter::spawn(
+            writer,
+            partition,
+            self.options.retention,
+        )?))
     }
 
     async fn topic_page(
@@ -156,6 +163,26 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let reader = self.readers[partition].clone();
         blocking(move || reader.position_page(after, limit)).await
+    }
+
+    async fn stored(&self) -> Result<Option<Stored>, StoreError> {
+        let readers = self.readers.clone();
+        let per_partition = blocking(move || {
+            readers
+                .iter()
+                .map(|r| r.stored())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let mut stored = Stored::default();
+        for (events, oldest) in per_partition {
+            stored.events += events.max(0) as u64;
+            if let Some(at) = oldest {
+                stored.oldest_retained_ms =
+                    Some(stored.oldest_retained_ms.map_or(at, |o: i64| o.min(at)));
+            }
+        }
+        Ok(Some(stored))
     }
 
     async fn last_positions(&self) -> Result<Vec<i64>, StoreError> {

@@ -39,7 +39,9 @@ impl PartitionReader {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
             "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-             WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+             WHERE topic = ?1
+               AND seq > max(?2, coalesce((SELECT pruned_seq FROM topics WHERE topic = ?1), 0))
+             ORDER BY seq LIMIT ?3",
             params![topic, after, limit.max_events as i64],
             limit,
         )
@@ -53,10 +55,24 @@ impl PartitionReader {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
             "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-             WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+             WHERE pos > max(?1, (SELECT pruned_pos FROM counters WHERE id = 0))
+             ORDER BY pos LIMIT ?2",
             params![after, limit.max_events as i64],
             limit,
         )
+    }
+
+    /// Events whose payload is kept, and the commit time of the oldest of them (from the
+    /// commit marks: at or before it).
+    pub(super) fn stored(&self) -> Result<(i64, Option<i64>), StoreError> {
+        self.with_connection(|conn| {
+            conn.prepare_cached(
+                "SELECT unique_processed - pruned_events,
+                        (SELECT min(at) FROM commit_marks WHERE pos > counters.pruned_pos)
+                 FROM counters WHERE id = 0",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        })
     }
 
     /// The highest position given so far.
@@ -78,13 +94,16 @@ impl PartitionReader {
         match after {
             None => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
+                 WHERE pos > (SELECT pruned_pos FROM counters WHERE id = 0)
                  ORDER BY topic, seq LIMIT ?1",
                 params![max],
                 limit,
             ),
             Some((topic, seq)) => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-                 WHERE (topic, seq) > (?1, ?2) ORDER BY topic, seq LIMIT ?3",
+                 WHERE (topic, seq) > (?1, ?2)
+                   AND pos > (SELECT pruned_pos FROM counters WHERE id = 0)
+                 ORDER BY topic, seq LIMIT ?3",
                 params![topic, seq, max],
                 limit,
             ),

@@ -62,6 +62,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE counters ADD COLUMN last_pos INTEGER NOT NULL DEFAULT 0;
     UPDATE counters SET last_pos = (SELECT coalesce(max(pos), 0) FROM events);
 ",
+    // Retention (see `crate::retention`): commit-time marks; how far the partition is pruned
+    // (payloads gone) and forgotten (keys gone); per topic the highest pruned seq.
+    "
+    CREATE TABLE commit_marks (
+        pos INTEGER PRIMARY KEY,
+        at  INTEGER NOT NULL
+    );
+    ALTER TABLE counters ADD COLUMN pruned_pos INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN forgotten_pos INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE counters ADD COLUMN pruned_events INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE topics ADD COLUMN pruned_seq INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -73,6 +85,9 @@ pub(super) fn configure(conn: &mut Connection, options: &WriterOptions) -> rusql
         Durability::Power => "FULL",
     };
     conn.busy_handler(Some(retry_briefly))?;
+    // Before the first table exists (a new file), so that pruned space can be given back to the
+    // file system; on an existing file it changes nothing (freed pages are reused instead).
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA cache_size = -{cache}; PRAGMA wal_autocheckpoint = 0; \

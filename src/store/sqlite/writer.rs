@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
+use crate::retention::{Retention, STEP_EVENTS};
 use crate::store::{StoreError, Totals};
 
 const INSERT_EVENT: &str =
@@ -218,6 +219,93 @@ impl SqliteWriter {
         Ok(inserted)
     }
 
+    /// One step of retention (the rules are in `crate::retention`), in one short transaction:
+    /// records a commit-time mark for the positions committed since the last one, then prunes
+    /// (payloads out, keys kept) and forgets (rows out) at most `STEP_EVENTS` events each.
+    /// Returns whether more is due now; the caller runs the next step after the pending
+    /// commits.
+    pub fn maintain(&mut self, retention: &Retention, now_ms: i64) -> Result<bool, StoreError> {
+        self.check_present()?;
+        let path = &self.path;
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let (pruned, forgotten): (i64, i64) = tx
+            .query_row(
+                "SELECT pruned_pos, forgotten_pos FROM counters WHERE id = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sqlite)?;
+        let marked: i64 = tx
+            .query_row("SELECT coalesce(max(pos), 0) FROM commit_marks", [], |r| {
+                r.get(0)
+            })
+            .map_err(sqlite)?;
+        if self.last_pos > marked {
+            // Taken after those commits: every position up to last_pos was committed by now.
+            tx.execute(
+                "INSERT INTO commit_marks (pos, at) VALUES (?1, ?2)",
+                params![self.last_pos, now_ms],
+            )
+            .map_err(sqlite)?;
+        }
+        let covered_by = |before_ms: i64| -> rusqlite::Result<i64> {
+            tx.query_row(
+                "SELECT coalesce(max(pos), 0) FROM commit_marks WHERE at <= ?1",
+                [before_ms],
+                |r| r.get(0),
+            )
+        };
+        let prune_to = covered_by(retention.prune_before_ms(now_ms)).map_err(sqlite)?;
+        let mut more = false;
+        let mut pruned_now = pruned;
+        if prune_to > pruned {
+            let upto = prune_to.min(pruned + STEP_EVENTS);
+            prune(&tx, pruned, upto).map_err(sqlite)?;
+            pruned_now = upto;
+            more |= upto < prune_to;
+        }
+        let mut oldest_needed = prune_to;
+        if let Some(before_ms) = retention.forget_before_ms(now_ms) {
+            // Never forget a key whose event is still served.
+            let forget_to = covered_by(before_ms).map_err(sqlite)?.min(pruned_now);
+            oldest_needed = oldest_needed.min(forget_to);
+            if forget_to > forgotten {
+                let upto = forget_to.min(forgotten + STEP_EVENTS);
+                tx.execute(
+                    "DELETE FROM events WHERE pos > ?1 AND pos <= ?2",
+                    params![forgotten, upto],
+                )
+                .map_err(sqlite)?;
+                tx.execute(
+                    "UPDATE counters SET forgotten_pos = ?1 WHERE id = 0",
+                    [upto],
+                )
+                .map_err(sqlite)?;
+                more |= upto < forget_to;
+            }
+        }
+        // Marks below every horizon still ahead are no longer needed (the newest one at or
+        // below it stays).
+        tx.execute("DELETE FROM commit_marks WHERE pos < ?1", [oldest_needed])
+            .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        if !more {
+            // Give freed pages back to the file system, a few at a time (a no-op unless the
+            // database was created with incremental auto-vacuum).
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum(256)")
+                .map_err(sqlite)?;
+        }
+        Ok(more)
+    }
+
     /// A small write in its own transaction (see `PartitionWriter::probe`).
     pub fn probe(&mut self) -> Result<(), StoreError> {
         self.check_present()?;
@@ -234,6 +322,40 @@ impl SqliteWriter {
                 }
             })
     }
+}
+
+/// Prunes the events with positions in (`after`, `upto`]: drops their payload, timestamp and
+/// source (the row and its key stay: dedup outlives the payload), takes them off their topics'
+/// stored counts and moves each topic's pruned seq and the partition's pruned position.
+fn prune(tx: &rusqlite::Transaction<'_>, after: i64, upto: i64) -> rusqlite::Result<()> {
+    let per_topic: Vec<(String, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT topic, count(*), max(seq) FROM events WHERE pos > ?1 AND pos <= ?2
+             GROUP BY topic",
+        )?
+        .query_map(params![after, upto], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut topics = tx.prepare_cached(
+        "UPDATE topics SET events = events - ?2, pruned_seq = max(pruned_seq, ?3)
+         WHERE topic = ?1",
+    )?;
+    let mut total = 0;
+    for (topic, count, max_seq) in &per_topic {
+        topics.execute(params![topic, count, max_seq])?;
+        total += count;
+    }
+    tx.execute(
+        "UPDATE events SET payload = '', timestamp = '', source = ''
+         WHERE pos > ?1 AND pos <= ?2",
+        params![after, upto],
+    )?;
+    tx.execute(
+        "UPDATE counters SET pruned_pos = ?1, pruned_events = pruned_events + ?2 WHERE id = 0",
+        params![upto, total],
+    )?;
+    Ok(())
 }
 
 /// A database file as its writer opened it: the path, and the device and inode it named.
@@ -301,6 +423,7 @@ mod tests {
         let options = WriterOptions {
             durability,
             page_cache_kib: 1024,
+            retention: None,
         };
         let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         writer
@@ -323,6 +446,7 @@ mod tests {
         let options = WriterOptions {
             durability: Durability::Process,
             page_cache_kib: 1024,
+            retention: None,
         };
         let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         let mode: String = writer

@@ -12,11 +12,13 @@
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::writer::{FilePresence, SqliteWriter};
+use crate::retention::{MARK_EVERY, Retention};
 use crate::store::{CommitBatch, PartitionWriter, StoreError, Totals};
 
 enum Command {
@@ -38,14 +40,18 @@ pub(super) struct ThreadedWriter {
 }
 
 impl ThreadedWriter {
-    pub(super) fn spawn(writer: SqliteWriter, partition: usize) -> Result<Self, StoreError> {
+    pub(super) fn spawn(
+        writer: SqliteWriter,
+        partition: usize,
+        retention: Option<Retention>,
+    ) -> Result<Self, StoreError> {
         let (commands, inbox) = mpsc::channel::<Command>();
         let totals = writer.totals_now();
         let presence = writer.presence();
         let path = writer.path().to_string();
         let thread = std::thread::Builder::new()
             .name(format!("sqlite-writer-{partition}"))
-            .spawn(move || serve(writer, &inbox))
+            .spawn(move || serve(writer, &inbox, retention))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -67,9 +73,33 @@ impl ThreadedWriter {
     }
 }
 
-/// The thread's loop: one command at a time, in order, until the handle is dropped.
-fn serve(mut writer: SqliteWriter, inbox: &mpsc::Receiver<Command>) {
-    while let Ok(command) = inbox.recv() {
+/// The thread's loop: one command at a time, in order, until the handle is dropped. With
+/// retention on, a maintenance step runs every `MARK_EVERY`, and while more is due, one step
+/// after each command (commands first: a step is one short transaction).
+fn serve(mut writer: SqliteWriter, inbox: &mpsc::Receiver<Command>, retention: Option<Retention>) {
+    let mut next_step = Instant::now();
+    loop {
+        let command = match retention {
+            None => inbox.recv().ok(),
+            Some(retention) => {
+                if Instant::now() >= next_step {
+                    next_step = match writer.maintain(&retention, crate::retention::now_ms()) {
+                        Ok(true) => Instant::now(),
+                        Ok(false) => Instant::now() + MARK_EVERY,
+                        Err(e) => {
+                            tracing::warn!(path = %writer.path(), error = %e, "retention step failed; retrying later");
+                            Instant::now() + MARK_EVERY
+                        }
+                    };
+                }
+                match inbox.recv_timeout(next_step.saturating_duration_since(Instant::now())) {
+                    Ok(command) => Some(command),
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            }
+        };
+        let Some(command) = command else { return };
         match command {
             Command::Commit(batch, reply) => {
                 let result = writer.commit_batch(&batch.candidates(), batch.cached_duplicates());
