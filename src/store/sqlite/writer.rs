@@ -142,15 +142,8 @@ impl SqliteWriter {
     ) -> Result<Vec<bool>, StoreError> {
         // A commit into a file that no longer has a name would be acknowledged and then lost.
         self.check_present()?;
-        let path = &self.path;
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
+        let sqlite = sqlite_error(&self.path);
+        let tx = begin_immediate(&mut self.conn, &self.path)?;
         let mut inserted = Vec::with_capacity(candidates.len());
         let mut last_pos = self.last_pos;
         {
@@ -226,15 +219,8 @@ impl SqliteWriter {
     /// commits.
     pub fn maintain(&mut self, retention: &Retention, now_ms: i64) -> Result<bool, StoreError> {
         self.check_present()?;
-        let path = &self.path;
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
+        let sqlite = sqlite_error(&self.path);
+        let tx = begin_immediate(&mut self.conn, &self.path)?;
         let (pruned, forgotten): (i64, i64) = tx
             .query_row(
                 "SELECT pruned_pos, forgotten_pos FROM counters WHERE id = 0",
@@ -322,6 +308,23 @@ impl SqliteWriter {
                 }
             })
     }
+}
+
+/// Maps a SQLite error on the database at `path`.
+fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// A write transaction that takes the database's write lock at once.
+fn begin_immediate<'c>(
+    conn: &'c mut Connection,
+    path: &str,
+) -> Result<rusqlite::Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqlite_error(path))
 }
 
 /// Prunes the events with positions in (`after`, `upto`]: drops their payload, timestamp and
