@@ -226,16 +226,35 @@ enum Measure {
     /// the delivered rate (events/s summed over the subscribers while the load ran) is kept for
     /// a later row.
     FanOut { subscribers: usize },
-    /// An earlier fan-out row's delivered events/s.
-    DeliveredOf(&'static str),
+    /// A second figure an earlier row kept (its row id, and the unit shown).
+    Kept(&'static str, &'static str),
     /// One subscriber of every topic from the start of a prefilled store of this many events
     /// (full scale): events/s until it has them all.
     CatchUp { events: usize },
     /// A subscriber that never reads, on a topic of ~50 MB: the service's RSS growth (MiB) until
     /// it is disconnected; the seconds to the disconnect are kept for a later row.
     Stalled,
-    /// Seconds from a stalled subscriber's request to its disconnect (an earlier row's).
-    DisconnectedAfterOf(&'static str),
+    /// The load `load` of `plan` against a copy of the prefilled 1M-event store (the one row
+    /// 13h reads), started with `--retention 2s` when `prune`, so that the whole store is
+    /// pruned while the load runs (the load starts once pruning has begun); keeps the events
+    /// pruned during the load.
+    Pruning {
+        plan: PlanKind,
+        load: LoadShape,
+        prune: bool,
+        figure: Figure,
+    },
+    /// Bytes per remembered key on disk once every event of the 1M store is pruned (its
+    /// databases, after the freed pages went back to the file system); keeps the bytes per
+    /// stored event before.
+    KeyBytes,
+    /// Batch ingest into a copy of the history store while `backup` copies it: ingest
+    /// events/s; keeps the backup's seconds and MiB.
+    BackupDuringLoad,
+    /// `minutes` (full scale) of steady open-loop load with `--retention 2m`, sampling the data
+    /// dir's size every 30 s (printed); the figure is the last sample over the sample at the end
+    /// of the first retention window plus one minute.
+    SteadyRetention { minutes: f64 },
     /// The service's CPU time per event (µs) during an earlier row.
     CpuPerEventOf(&'static str),
     /// Request body bytes per event of an earlier row's plan.
@@ -293,6 +312,8 @@ enum Target {
     AtLeast(&'static str, f64),
     /// At most this value (in the row's unit).
     AtMost(f64),
+    /// At most `factor` × another row.
+    AtMostTimes(&'static str, f64),
     /// At most this value, judged only if row 8a shows the load did overload.
     AtMostIfOverloaded(f64),
 }
@@ -356,6 +377,9 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
     const ALL: &[&str] = &["all"];
     const CORE: &[&str] = &["all", "core"];
     const SCALE: &[&str] = &["all", "scale"];
+    const RETENTION: &[&str] = &["all", "retention"];
+    // Minutes of load: only when asked for (`E2E_ROWS=steady` or `E2E_ROWS=14l`).
+    const STEADY: &[&str] = &["steady"];
     let mut rows = vec![
         row(
             "1",
@@ -652,7 +676,7 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             "13c",
             "events delivered to the 1 subscriber meanwhile",
             ALL,
-            Measure::DeliveredOf("13b"),
+            Measure::Kept("13b", "events/s delivered"),
             Target::None,
         ),
         row(
@@ -666,7 +690,7 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             "13e",
             "events delivered to the 10 subscribers meanwhile (sum)",
             ALL,
-            Measure::DeliveredOf("13d"),
+            Measure::Kept("13d", "events/s delivered"),
             Target::None,
         ),
         row(
@@ -680,7 +704,7 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             "13g",
             "events delivered to the 100 subscribers meanwhile (sum)",
             ALL,
-            Measure::DeliveredOf("13f"),
+            Measure::Kept("13f", "events/s delivered"),
             Target::None,
         ),
         row(
@@ -701,8 +725,119 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             "13j",
             "the same: seconds until it is disconnected (--write-timeout-secs 10)",
             ALL,
-            Measure::DisconnectedAfterOf("13i"),
+            Measure::Kept("13i", "s"),
             Target::AtMost(15.0),
+        ),
+        row(
+            "14a",
+            "batch ingest into a copy of the 1M-event store, no retention",
+            RETENTION,
+            Measure::Pruning {
+                plan: PlanKind::ScaleBatch,
+                load: CLOSED_BATCH,
+                prune: false,
+                figure: EventsPerSecond,
+            },
+            Target::None,
+        ),
+        row(
+            "14b",
+            "the same while --retention 2s prunes the 1M events",
+            RETENTION,
+            Measure::Pruning {
+                plan: PlanKind::ScaleBatch,
+                load: CLOSED_BATCH,
+                prune: true,
+                figure: EventsPerSecond,
+            },
+            Target::Ratio("14a"),
+        ),
+        row(
+            "14c",
+            "events pruned during 14b's load",
+            RETENTION,
+            Measure::Kept("14b", "events"),
+            Target::None,
+        ),
+        row(
+            "14d",
+            "publish p99, single events open loop at 50% of 3b, 1M store, no retention",
+            RETENTION,
+            Measure::Pruning {
+                plan: PlanKind::Single,
+                load: HALF_LOAD,
+                prune: false,
+                figure: LatencyP99,
+            },
+            Target::None,
+        ),
+        row(
+            "14e",
+            "the same while --retention 2s prunes the 1M events",
+            RETENTION,
+            Measure::Pruning {
+                plan: PlanKind::Single,
+                load: HALF_LOAD,
+                prune: true,
+                figure: LatencyP99,
+            },
+            Target::AtMostTimes("14d", 2.0),
+        ),
+        row(
+            "14f",
+            "events pruned during 14e's load",
+            RETENTION,
+            Measure::Kept("14e", "events"),
+            Target::None,
+        ),
+        row(
+            "14g",
+            "bytes on disk per remembered key once all 1M events are pruned",
+            RETENTION,
+            Measure::KeyBytes,
+            Target::None,
+        ),
+        row(
+            "14h",
+            "bytes on disk per stored event before pruning",
+            RETENTION,
+            Measure::Kept("14g", "bytes/event"),
+            Target::None,
+        ),
+        row(
+            "14i0",
+            "batch ingest (batch 500, 8 conns) into a copy of the 10M-event history store",
+            RETENTION,
+            on_history(PlanKind::ScaleBatch, &[]),
+            Target::None,
+        ),
+        row(
+            "14i",
+            "the same while `backup` copies the store",
+            RETENTION,
+            Measure::BackupDuringLoad,
+            Target::Ratio("14i0"),
+        ),
+        row(
+            "14j",
+            "the backup's duration",
+            RETENTION,
+            Measure::Kept("14i", "s"),
+            Target::None,
+        ),
+        row(
+            "14k",
+            "the backup's size",
+            RETENTION,
+            Measure::Kept("backup-mib", "MiB"),
+            Target::None,
+        ),
+        row(
+            "14l",
+            "10 minutes of steady load (2,000 events/s) with --retention 2m: data dir size, last sample over the sample at 3 min",
+            STEADY,
+            Measure::SteadyRetention { minutes: 10.0 },
+            Target::AtMost(1.2),
         ),
         row(
             "10",
@@ -864,6 +999,11 @@ struct Bench {
 }
 
 impl Bench {
+    /// Events in the prefilled store rows 13h and 14 read (1M at full scale).
+    fn catch_up_events(&self) -> usize {
+        ((1_000_000.0 * self.scale) as usize).max(1000)
+    }
+
     fn plan(&self, kind: PlanKind) -> Arc<Plan> {
         match kind {
             PlanKind::Batch => &self.plans.batch,
@@ -1039,8 +1179,87 @@ impl Bench {
                 let _ = std::fs::remove_dir_all(&dir);
                 report.events_per_second
             }
-            Measure::DeliveredOf(row) | Measure::DisconnectedAfterOf(row) => {
-                self.follow_up.get(row).copied().unwrap_or(f64::NAN)
+            Measure::Kept(row, _) => self.follow_up.get(row).copied().unwrap_or(f64::NAN),
+            Measure::Pruning {
+                plan,
+                load,
+                prune,
+                figure,
+            } => {
+                let dir = self.work.path().join(scenario.id);
+                copy_dir(&prefilled_store(self.catch_up_events(), "catch-up"), &dir);
+                let flags: &[&str] = if *prune { &["--retention", "2s"] } else { &[] };
+                let server = BinaryApp::from_command(serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    flags,
+                ));
+                let mut args = self.args(*load, *plan);
+                args.url = vec![server.address.clone()];
+                let plan = match args.rate {
+                    Some(rate) => Arc::new(Plan::build(&spec(
+                        (rate * self.plans.single_secs * 1.1) as usize + 1000,
+                        0.2,
+                        1,
+                        100,
+                    ))),
+                    None => self.plan(*plan),
+                };
+                let (report, pruned) = self
+                    .runtime
+                    .block_on(load_while_pruning(&server, *prune, &plan, args));
+                self.follow_up.insert(scenario.id, pruned);
+                self.table.check(&report);
+                drop(server);
+                let _ = std::fs::remove_dir_all(&dir);
+                figure.of(&report)
+            }
+            Measure::KeyBytes => {
+                let dir = self.work.path().join(scenario.id);
+                copy_dir(&prefilled_store(self.catch_up_events(), "catch-up"), &dir);
+                let (per_event, per_key) = self.runtime.block_on(key_bytes(&dir));
+                self.follow_up.insert(scenario.id, per_event);
+                let _ = std::fs::remove_dir_all(&dir);
+                per_key
+            }
+            Measure::BackupDuringLoad => {
+                let dir = self.work.path().join(scenario.id);
+                copy_dir(&prefilled_store(self.plans.history_events, "history"), &dir);
+                let server = BinaryApp::from_command(serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    &[],
+                ));
+                let mut args = self.args(CLOSED_BATCH, PlanKind::ScaleBatch);
+                args.url = vec![server.address.clone()];
+                let out = self.work.path().join(format!("{}-backup", scenario.id));
+                let (report, seconds, bytes) = self.runtime.block_on(load_during_backup(
+                    &dir,
+                    &out,
+                    &self.plan(PlanKind::ScaleBatch),
+                    args,
+                ));
+                self.follow_up.insert(scenario.id, seconds);
+                self.follow_up
+                    .insert("backup-mib", bytes as f64 / (1024.0 * 1024.0));
+                self.table.check(&report);
+                drop(server);
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&out);
+                report.events_per_second
+            }
+            Measure::SteadyRetention { minutes } => {
+                let dir = self.work.path().join(scenario.id);
+                let server = BinaryApp::from_command(serve_command_of(
+                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+                    &dir,
+                    &["--retention", "2m"],
+                ));
+                let secs = (minutes * 60.0 * self.scale).max(10.0);
+                let ratio = self.runtime.block_on(steady_retention(&server, &dir, secs));
+                drop(server);
+                let _ = std::fs::remove_dir_all(&dir);
+                ratio
             }
             Measure::CatchUp { events } => {
                 let events = ((*events as f64 * self.scale) as usize).max(1000);
@@ -1114,10 +1333,13 @@ impl Bench {
             Measure::SentToReceiptOf(_, Quantile::P99) => "ms p99",
             Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
             Measure::FanOut { .. } => "events/s",
-            Measure::DeliveredOf(_) => "events/s delivered",
+            Measure::Kept(_, unit) => unit,
+            Measure::Pruning { figure, .. } => figure.unit(),
+            Measure::KeyBytes => "bytes/key",
+            Measure::BackupDuringLoad => "events/s",
+            Measure::SteadyRetention { .. } => "× of the size after the first window",
             Measure::CatchUp { .. } => "events/s",
             Measure::Stalled => "MiB",
-            Measure::DisconnectedAfterOf(_) => "s",
             Measure::CpuPerEventOf(_) => "µs CPU/event",
             Measure::WireBytesPerEventOf(_) => "bytes/event",
         };
@@ -1163,6 +1385,14 @@ impl Bench {
                 None => format!("target ≥ {factor}× of {of}: n/a ({of} not run)"),
             },
             Target::AtMost(limit) => format!("≤ {limit}: {}", verdict(value <= *limit)),
+            Target::AtMostTimes(of, factor) => match self.figures.get(of) {
+                Some(reference) => format!(
+                    "{}× of {of} (target ≤ {factor}×): {}",
+                    sig3(value / reference),
+                    verdict(value / reference <= *factor)
+                ),
+                None => format!("target ≤ {factor}× of {of}: n/a ({of} not run)"),
+            },
             Target::AtMostIfOverloaded(limit) => match self.figures.get("8a") {
                 Some(share) if *share > 0.0 => format!("≤ {limit}: {}", verdict(value <= *limit)),
                 _ => "n/a: the flood did not overload (no 503)".into(),
@@ -1558,6 +1788,165 @@ async fn stalled(server: &BinaryApp) -> (f64, f64) {
     (peak.saturating_sub(before) as f64 / 1024.0, secs)
 }
 
+/// Rows 14a-f: waits until pruning has begun (when `prune`), runs the load, and returns its
+/// report with the events pruned while it ran.
+async fn load_while_pruning(
+    server: &BinaryApp,
+    prune: bool,
+    plan: &Arc<Plan>,
+    args: PublishArgs,
+) -> (Report, f64) {
+    let stored = |base: String| async move {
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("aggregator_events_stored "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let initial = stored(server.address.clone()).await;
+    if prune {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while stored(server.address.clone()).await >= initial {
+            assert!(Instant::now() < deadline, "pruning did not begin");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let before = stored(server.address.clone()).await;
+    let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let after = stored(server.address.clone()).await;
+    // Stored after = stored before + the load's new events - the events pruned meanwhile.
+    let new_events = report.check.as_ref().map_or(0.0, |c| c.unique as f64);
+    let pruned = before + new_events - after;
+    (report, pruned.max(0.0))
+}
+
+/// Row 14g/h: the databases' bytes per event of the store, then per remembered key once every
+/// event is pruned and the freed pages went back to the file system (`--retention 1s`).
+async fn key_bytes(dir: &Path) -> (f64, f64) {
+    let db_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .expect("data dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    };
+    let before = db_bytes(dir);
+    let server = BinaryApp::from_command(serve_command_of(
+        &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+        dir,
+        &["--retention", "1s"],
+    ));
+    let stats: serde_json::Value = reqwest::get(format!("{}/stats", server.address))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    let keys = stats["unique_processed"].as_f64().expect("a count");
+    // Pruned and given back: the databases stop shrinking.
+    let mut last = u64::MAX;
+    let mut steady = 0;
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while steady < 5 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let metrics = reqwest::get(format!("{}/metrics", server.address))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let pruned = metrics.contains("aggregator_events_stored 0\n");
+        let now = db_bytes(dir);
+        steady = if pruned && now >= last { steady + 1 } else { 0 };
+        last = now;
+        assert!(Instant::now() < deadline, "pruning did not finish");
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait(std::time::Duration::from_secs(30));
+    (before as f64 / keys, db_bytes(dir) as f64 / keys)
+}
+
+/// Row 14i-k: the batch load while `uts-aggregator backup` copies the data dir; returns the
+/// load's report, the backup's seconds and bytes.
+async fn load_during_backup(
+    dir: &Path,
+    out: &Path,
+    plan: &Arc<Plan>,
+    args: PublishArgs,
+) -> (Report, f64, u64) {
+    let (dir, out) = (dir.to_path_buf(), out.to_path_buf());
+    let backup = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"))
+            .args(["backup", "--json", "--data-dir"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run backup");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("backup summary");
+        (
+            started.elapsed().as_secs_f64(),
+            summary["bytes"].as_u64().expect("bytes"),
+        )
+    });
+    let report = run_plan(&args, plan.clone()).await.expect("load run");
+    let (seconds, bytes) = backup.await.expect("backup task");
+    (report, seconds, bytes)
+}
+
+/// Row 14l: open-loop batches of 100 at 2,000 events/s for `secs`, sampling the data dir's
+/// size every 30 s; prints the series; returns the last sample over the one at 3 minutes
+/// (the 2-minute window plus a minute to prune it).
+async fn steady_retention(server: &BinaryApp, dir: &Path, secs: f64) -> f64 {
+    let dir_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .expect("data dir")
+            .filter_map(Result::ok)
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    };
+    let mut args = load(100, 8, Some(secs), Some(20.0));
+    args.url = vec![server.address.clone()];
+    let events = (2000.0 * secs * 1.1) as usize + 1000;
+    let plan = Arc::new(Plan::build(&spec(events, 0.2, 100, 100)));
+    let load = tokio::spawn(async move { run_plan(&args, plan).await.expect("load run") });
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while !load.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        let size = dir_bytes(dir);
+        println!(
+            "    14l t={:.0}s data dir {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            size as f64 / (1024.0 * 1024.0)
+        );
+        samples.push((started.elapsed().as_secs_f64(), size));
+    }
+    let report = load.await.expect("load task");
+    assert_eq!(report.failed_requests, 0);
+    let at_three = samples
+        .iter()
+        .find(|(t, _)| *t >= 180.0)
+        .or(samples.first())
+        .map_or(1, |(_, size)| *size);
+    let last = samples.last().map_or(1, |(_, size)| *size);
+    last as f64 / at_three.max(1) as f64
+}
+
 /// Delivery latencies (ms, p50 and p99) over every (event, subscriber) pair.
 struct Delivered {
     /// From the publisher reading its 200 to the receipt (0 when the receipt came first).
@@ -1644,7 +2033,7 @@ fn ceiling_options() -> WriterOptions {
 fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
     let partitions = std::thread::available_parallelism().map_or(1, usize::from);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("history-v3-{events}-p{partitions}"));
+        .join(format!("history-v4-{events}-p{partitions}"));
     let done = dir.join("PREFILLED");
     if done.exists() {
         return dir;

@@ -10,15 +10,34 @@
 //!   position up to P was committed by time T" (T taken after those commits). An event is pruned
 //!   once a mark covering it is older than the retention, so it goes at most [`MARK_EVERY`]
 //!   plus one maintenance interval late, and never early.
-//! - The work is done in steps of at most [`STEP_EVENTS`] events, each its own short
-//!   transaction, between the partition's commits.
+//! - The work is done in steps, each its own short transaction between the partition's
+//!   commits, sized to take about [`STEP_BUDGET`] (from [`MIN_STEP_EVENTS`] to
+//!   [`MAX_STEP_EVENTS`] events) with a pause four times as long after it: a publish waits
+//!   for at most one step, and pruning takes at most about a fifth of the writer's time.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often a partition records a commit-time mark (and looks for events to prune).
 pub const MARK_EVERY: Duration = Duration::from_secs(1);
-/// Most events one pruning or forgetting step touches (one short transaction).
-pub const STEP_EVENTS: i64 = 2_000;
+/// How long one pruning or forgetting step should take.
+pub const STEP_BUDGET: Duration = Duration::from_millis(1);
+/// Fewest events a step touches (so that pruning always progresses).
+pub const MIN_STEP_EVENTS: i64 = 50;
+/// Most events a step touches.
+pub const MAX_STEP_EVENTS: i64 = 5_000;
+
+/// The next step's size after a step of `events` took `took`: halved when it overran the
+/// budget, grown by half when it took less than half of it.
+pub fn next_step_events(events: i64, took: Duration) -> i64 {
+    let next = if took > STEP_BUDGET {
+        events / 2
+    } else if took < STEP_BUDGET / 2 {
+        events + events / 2
+    } else {
+        events
+    };
+    next.clamp(MIN_STEP_EVENTS, MAX_STEP_EVENTS)
+}
 
 /// `--retention` and `--dedup-window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +138,17 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn steps_shrink_when_slow_and_grow_when_quick_within_bounds() {
+        let slow = STEP_BUDGET * 3;
+        let quick = STEP_BUDGET / 4;
+        assert_eq!(next_step_events(1000, slow), 500);
+        assert_eq!(next_step_events(1000, quick), 1500);
+        assert_eq!(next_step_events(1000, STEP_BUDGET * 3 / 4), 1000);
+        assert_eq!(next_step_events(MIN_STEP_EVENTS, slow), MIN_STEP_EVENTS);
+        assert_eq!(next_step_events(MAX_STEP_EVENTS, quick), MAX_STEP_EVENTS);
     }
 
     #[test]

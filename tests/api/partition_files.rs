@@ -99,8 +99,8 @@ async fn a_data_dir_from_before_identities_is_upgraded_but_must_be_complete() {
              ALTER TABLE counters DROP COLUMN last_pos; DROP TABLE commit_marks;
              ALTER TABLE counters DROP COLUMN pruned_pos;
              ALTER TABLE counters DROP COLUMN forgotten_pos;
-             ALTER TABLE counters DROP COLUMN pruned_events;
-             ALTER TABLE topics DROP COLUMN pruned_seq; PRAGMA user_version = 2;",
+             ALTER TABLE counters DROP COLUMN pruned_events; DROP TABLE kept_keys;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
     }

@@ -39,9 +39,7 @@ impl PartitionReader {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
             "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-             WHERE topic = ?1
-               AND seq > max(?2, coalesce((SELECT pruned_seq FROM topics WHERE topic = ?1), 0))
-             ORDER BY seq LIMIT ?3",
+             WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             params![topic, after, limit.max_events as i64],
             limit,
         )
@@ -55,8 +53,7 @@ impl PartitionReader {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.query(
             "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-             WHERE pos > max(?1, (SELECT pruned_pos FROM counters WHERE id = 0))
-             ORDER BY pos LIMIT ?2",
+             WHERE pos > ?1 ORDER BY pos LIMIT ?2",
             params![after, limit.max_events as i64],
             limit,
         )
@@ -94,16 +91,13 @@ impl PartitionReader {
         match after {
             None => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-                 WHERE pos > (SELECT pruned_pos FROM counters WHERE id = 0)
                  ORDER BY topic, seq LIMIT ?1",
                 params![max],
                 limit,
             ),
             Some((topic, seq)) => self.query(
                 "SELECT topic, event_id, timestamp, source, payload, seq, pos FROM events
-                 WHERE (topic, seq) > (?1, ?2)
-                   AND pos > (SELECT pruned_pos FROM counters WHERE id = 0)
-                 ORDER BY topic, seq LIMIT ?3",
+                 WHERE (topic, seq) > (?1, ?2) ORDER BY topic, seq LIMIT ?3",
                 params![topic, seq, max],
                 limit,
             ),

@@ -62,17 +62,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE counters ADD COLUMN last_pos INTEGER NOT NULL DEFAULT 0;
     UPDATE counters SET last_pos = (SELECT coalesce(max(pos), 0) FROM events);
 ",
-    // Retention (see `crate::retention`): commit-time marks; how far the partition is pruned
-    // (payloads gone) and forgotten (keys gone); per topic the highest pruned seq.
+    // Retention (see `crate::retention`): commit-time marks; the keys of pruned events (their
+    // rows leave `events`, so their pages are freed; the keys stay duplicates until forgotten);
+    // how far the partition is pruned and forgotten.
     "
     CREATE TABLE commit_marks (
         pos INTEGER PRIMARY KEY,
         at  INTEGER NOT NULL
     );
+    CREATE TABLE kept_keys (
+        pos      INTEGER PRIMARY KEY,
+        topic    TEXT NOT NULL,
+        event_id TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX kept_keys_identity ON kept_keys (topic, event_id);
     ALTER TABLE counters ADD COLUMN pruned_pos INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE counters ADD COLUMN forgotten_pos INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE counters ADD COLUMN pruned_events INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE topics ADD COLUMN pruned_seq INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 

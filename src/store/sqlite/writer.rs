@@ -8,13 +8,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
-use crate::retention::{Retention, STEP_EVENTS};
+use crate::retention::{MIN_STEP_EVENTS, Retention, next_step_events};
 use crate::store::{StoreError, Totals};
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (topic, seq, event_id, timestamp, source, payload, pos)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (topic, event_id) DO NOTHING";
 const LAST_SEQ: &str = "SELECT last_seq FROM topics WHERE topic = ?1";
+const KEPT_KEY: &str = "SELECT 1 FROM kept_keys WHERE topic = ?1 AND event_id = ?2";
 /// Advances a topic's `last_seq` and its stored-event count by the same step (SET reads the
 /// old row on its right-hand side).
 const PUT_LAST_SEQ: &str = "INSERT INTO topics (topic, last_seq, events) VALUES (?1, ?2, ?2)
@@ -25,6 +26,11 @@ const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
      unique_processed = unique_processed + ?2, duplicate_dropped = duplicate_dropped + ?3,
      last_pos = ?4
      WHERE id = 0";
+/// `PRAGMA auto_vacuum` value of incremental auto-vacuum.
+const INCREMENTAL: i64 = 2;
+/// Freed pages given back to the file system per retention step (1 MiB of 4 KiB pages).
+const VACUUM_PAGES: i64 = 256;
+const VACUUM_STEP: &str = "PRAGMA incremental_vacuum(256)";
 const READ_COUNTERS: &str =
     "SELECT received, unique_processed, duplicate_dropped, last_pos FROM counters WHERE id = 0";
 
@@ -43,6 +49,10 @@ pub struct SqliteWriter {
     totals: Totals,
     /// The highest position given (`counters.last_pos`) as of the last commit.
     last_pos: i64,
+    /// Pruned events' keys exist: each new candidate is also looked up there.
+    has_kept_keys: bool,
+    /// Events the next retention step may touch (adapted to the step budget).
+    step_events: i64,
     checkpointer: Checkpointer,
     /// Commits since the WAL size was last checked.
     commits_since_size_check: u32,
@@ -72,6 +82,9 @@ impl SqliteWriter {
             source,
         })?;
         let (totals, last_pos) = read_totals(&conn).map_err(sqlite)?;
+        let has_kept_keys: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM kept_keys)", [], |r| r.get(0))
+            .map_err(sqlite)?;
         let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
             source,
@@ -83,6 +96,8 @@ impl SqliteWriter {
             presence,
             totals,
             last_pos,
+            has_kept_keys,
+            step_events: MIN_STEP_EVENTS * 4,
             checkpointer,
             commits_since_size_check: 0,
         })
@@ -114,6 +129,11 @@ impl SqliteWriter {
         if self.commits_since_size_check < 64 {
             return;
         }
+        self.bound_wal();
+    }
+
+    /// Checkpoints in the foreground when the WAL is over its bound.
+    fn bound_wal(&mut self) {
         self.commits_since_size_check = 0;
         let wal_bytes = self.checkpointer.wal_bytes();
         if wal_bytes > MAX_WAL_BYTES {
@@ -149,6 +169,7 @@ impl SqliteWriter {
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(sqlite)?;
             let mut last_seq = tx.prepare_cached(LAST_SEQ).map_err(sqlite)?;
+            let mut kept = tx.prepare_cached(KEPT_KEY).map_err(sqlite)?;
             // Per topic touched by this batch: (last seq, whether this batch advanced it).
             let mut seqs: HashMap<&str, (i64, bool), ahash::RandomState> = HashMap::default();
             for event in candidates {
@@ -163,6 +184,15 @@ impl SqliteWriter {
                             .or_insert((stored.unwrap_or(0), false))
                     }
                 };
+                // A pruned event's key is still a duplicate.
+                if self.has_kept_keys
+                    && kept
+                        .exists(params![event.topic, event.event_id])
+                        .map_err(sqlite)?
+                {
+                    inserted.push(false);
+                    continue;
+                }
                 let changed = insert
                     .execute(params![
                         event.topic,
@@ -214,10 +244,23 @@ impl SqliteWriter {
 
     /// One step of retention (the rules are in `crate::retention`), in one short transaction:
     /// records a commit-time mark for the positions committed since the last one, then prunes
-    /// (payloads out, keys kept) and forgets (rows out) at most `STEP_EVENTS` events each.
-    /// Returns whether more is due now; the caller runs the next step after the pending
-    /// commits.
+    /// (rows out, keys kept) and forgets (keys out) at most the step's size of events each, or
+    /// gives freed pages back. Returns whether more is due now; the caller runs the next step
+    /// after a pause and the pending commits.
     pub fn maintain(&mut self, retention: &Retention, now_ms: i64) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let step = self.step_events;
+        let more = self.maintain_step(retention, now_ms, step)?;
+        self.step_events = next_step_events(step, started.elapsed());
+        Ok(more)
+    }
+
+    fn maintain_step(
+        &mut self,
+        retention: &Retention,
+        now_ms: i64,
+        step: i64,
+    ) -> Result<bool, StoreError> {
         self.check_present()?;
         let sqlite = sqlite_error(&self.path);
         let tx = begin_immediate(&mut self.conn, &self.path)?;
@@ -252,8 +295,9 @@ impl SqliteWriter {
         let mut more = false;
         let mut pruned_now = pruned;
         if prune_to > pruned {
-            let upto = prune_to.min(pruned + STEP_EVENTS);
+            let upto = prune_to.min(pruned + step);
             prune(&tx, pruned, upto).map_err(sqlite)?;
+            self.has_kept_keys = true;
             pruned_now = upto;
             more |= upto < prune_to;
         }
@@ -263,9 +307,9 @@ impl SqliteWriter {
             let forget_to = covered_by(before_ms).map_err(sqlite)?.min(pruned_now);
             oldest_needed = oldest_needed.min(forget_to);
             if forget_to > forgotten {
-                let upto = forget_to.min(forgotten + STEP_EVENTS);
+                let upto = forget_to.min(forgotten + step);
                 tx.execute(
-                    "DELETE FROM events WHERE pos > ?1 AND pos <= ?2",
+                    "DELETE FROM kept_keys WHERE pos > ?1 AND pos <= ?2",
                     params![forgotten, upto],
                 )
                 .map_err(sqlite)?;
@@ -283,12 +327,28 @@ impl SqliteWriter {
             .map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         if !more {
-            // Give freed pages back to the file system, a few at a time (a no-op unless the
-            // database was created with incremental auto-vacuum).
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum(256)")
+            // Give freed pages back to the file system, VACUUM_PAGES at a time (with
+            // incremental auto-vacuum, which new databases have; elsewhere freed pages are
+            // reused and the freelist is left alone).
+            let auto_vacuum: i64 = self
+                .conn
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
                 .map_err(sqlite)?;
+            let free: i64 = self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .map_err(sqlite)?;
+            if auto_vacuum == INCREMENTAL && free > 0 {
+                // The pragma frees one page per step: step it to the end.
+                let mut vacuum = self.conn.prepare_cached(VACUUM_STEP).map_err(sqlite)?;
+                let mut steps = vacuum.query([]).map_err(sqlite)?;
+                while steps.next().map_err(sqlite)?.is_some() {}
+                more = free > VACUUM_PAGES;
+            }
         }
+        // A step writes far more pages than a commit: check the WAL's bound after each one.
+        self.checkpointer.nudge();
+        self.bound_wal();
         Ok(more)
     }
 
@@ -327,31 +387,30 @@ fn begin_immediate<'c>(
         .map_err(sqlite_error(path))
 }
 
-/// Prunes the events with positions in (`after`, `upto`]: drops their payload, timestamp and
-/// source (the row and its key stay: dedup outlives the payload), takes them off their topics'
-/// stored counts and moves each topic's pruned seq and the partition's pruned position.
+/// Prunes the events with positions in (`after`, `upto`]: their keys move to `kept_keys`
+/// (dedup outlives the payload) and their rows leave `events`, so their pages are freed; takes
+/// them off their topics' stored counts and moves the partition's pruned position.
 fn prune(tx: &rusqlite::Transaction<'_>, after: i64, upto: i64) -> rusqlite::Result<()> {
-    let per_topic: Vec<(String, i64, i64)> = tx
+    let per_topic: Vec<(String, i64)> = tx
         .prepare_cached(
-            "SELECT topic, count(*), max(seq) FROM events WHERE pos > ?1 AND pos <= ?2
-             GROUP BY topic",
+            "SELECT topic, count(*) FROM events WHERE pos > ?1 AND pos <= ?2 GROUP BY topic",
         )?
-        .query_map(params![after, upto], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .query_map(params![after, upto], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut topics = tx.prepare_cached(
-        "UPDATE topics SET events = events - ?2, pruned_seq = max(pruned_seq, ?3)
-         WHERE topic = ?1",
-    )?;
+    let mut topics =
+        tx.prepare_cached("UPDATE topics SET events = events - ?2 WHERE topic = ?1")?;
     let mut total = 0;
-    for (topic, count, max_seq) in &per_topic {
-        topics.execute(params![topic, count, max_seq])?;
+    for (topic, count) in &per_topic {
+        topics.execute(params![topic, count])?;
         total += count;
     }
     tx.execute(
-        "UPDATE events SET payload = '', timestamp = '', source = ''
-         WHERE pos > ?1 AND pos <= ?2",
+        "INSERT INTO kept_keys (pos, topic, event_id)
+         SELECT pos, topic, event_id FROM events WHERE pos > ?1 AND pos <= ?2",
+        params![after, upto],
+    )?;
+    tx.execute(
+        "DELETE FROM events WHERE pos > ?1 AND pos <= ?2",
         params![after, upto],
     )?;
     tx.execute(

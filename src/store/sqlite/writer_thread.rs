@@ -19,6 +19,9 @@ use tokio::sync::oneshot;
 
 use super::writer::{FilePresence, SqliteWriter};
 use crate::retention::{MARK_EVERY, Retention};
+
+/// The shortest pause between two retention steps.
+const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 use crate::store::{CommitBatch, PartitionWriter, StoreError, Totals};
 
 enum Command {
@@ -83,8 +86,11 @@ fn serve(mut writer: SqliteWriter, inbox: &mpsc::Receiver<Command>, retention: O
             None => inbox.recv().ok(),
             Some(retention) => {
                 if Instant::now() >= next_step {
+                    let started = Instant::now();
                     next_step = match writer.maintain(&retention, crate::retention::now_ms()) {
-                        Ok(true) => Instant::now(),
+                        // A pause four times as long as the step: pruning takes at most about
+                        // a fifth of the writer's time, and the checkpoint keeps up.
+                        Ok(true) => Instant::now() + (started.elapsed() * 4).max(MIN_PAUSE),
                         Ok(false) => Instant::now() + MARK_EVERY,
                         Err(e) => {
                             tracing::warn!(path = %writer.path(), error = %e, "retention step failed; retrying later");
