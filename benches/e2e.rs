@@ -1707,6 +1707,13 @@ async fn fan_out(
 
 /// `aggregator_stream_subscribers` of the service at `base`.
 async fn open_subscribers(base: &str) -> f64 {
+    metric(base, "aggregator_stream_subscribers")
+        .await
+        .unwrap_or(0.0)
+}
+
+/// The value of the unlabelled series `name` in the service's `/metrics`, if it is there.
+async fn metric(base: &str, name: &str) -> Option<f64> {
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("metrics")
@@ -1715,9 +1722,8 @@ async fn open_subscribers(base: &str) -> f64 {
         .expect("metrics text");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("aggregator_stream_subscribers "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
 }
 
 /// Row 13h: one subscriber of every topic from the start of the store: events/s until it has
@@ -1750,7 +1756,6 @@ async fn catch_up(base: &str) -> f64 {
 /// most). Returns the RSS growth (MiB) over the stall and the seconds to the disconnect.
 async fn stalled(server: &BinaryApp) -> (f64, f64) {
     use tokio::io::AsyncWriteExt;
-    let client = reqwest::Client::new();
     support::app::publish_big_events(&server.address, "big", (50, 10), 100_000).await;
     let pid = server.child.id();
     let before = rss_kib(pid);
@@ -1765,19 +1770,12 @@ async fn stalled(server: &BinaryApp) -> (f64, f64) {
     let mut peak = before;
     loop {
         peak = peak.max(rss_kib(pid));
-        let metrics = client
-            .get(format!("{}/metrics", server.address))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let disconnected = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("aggregator_stream_slow_consumer_disconnects_total "))
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|n| n >= 1.0);
+        let disconnected = metric(
+            &server.address,
+            "aggregator_stream_slow_consumer_disconnects_total",
+        )
+        .await
+        .is_some_and(|n| n >= 1.0);
         if disconnected || started.elapsed() > std::time::Duration::from_secs(30) {
             break;
         }
@@ -1797,16 +1795,8 @@ async fn load_while_pruning(
     args: PublishArgs,
 ) -> (Report, f64) {
     let stored = |base: String| async move {
-        let metrics = reqwest::get(format!("{base}/metrics"))
+        metric(&base, "aggregator_events_stored")
             .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("aggregator_events_stored "))
-            .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
     };
     let initial = stored(server.address.clone()).await;
@@ -1856,13 +1846,7 @@ async fn key_bytes(dir: &Path) -> (f64, f64) {
     let deadline = Instant::now() + std::time::Duration::from_secs(600);
     while steady < 5 {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let metrics = reqwest::get(format!("{}/metrics", server.address))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let pruned = metrics.contains("aggregator_events_stored 0\n");
+        let pruned = metric(&server.address, "aggregator_events_stored").await == Some(0.0);
         let now = db_bytes(dir);
         steady = if pruned && now >= last { steady + 1 } else { 0 };
         last = now;
