@@ -14,6 +14,9 @@
 //! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
 //! - [`import`]: `uts-aggregator import-seed`, the prototype's events into a running service.
 //! - [`consume`]: `uts-aggregator consume`, a checking follower of `GET /events/stream`.
+//! - [`backup`]: `uts-aggregator backup`, a consistent copy of a SQLite data dir.
+//! - [`retention`]: the rules of `--retention` / `--dedup-window`, and durations.
+//! - [`disk`]: the data dir's free space and sizes; the low-space guard.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
 //! # Data flow
