@@ -1730,12 +1730,7 @@ async fn metric(base: &str, name: &str) -> Option<f64> {
 /// Row 13h: one subscriber of every topic from the start of the store: events/s until it has
 /// received every stored event.
 async fn catch_up(base: &str) -> f64 {
-    let stats: serde_json::Value = reqwest::get(format!("{base}/stats"))
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("stats JSON");
+    let stats = support::workload::stats(&reqwest::Client::new(), base).await;
     let stored = stats["unique_processed"].as_u64().expect("a count");
     let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
@@ -1834,12 +1829,7 @@ async fn key_bytes(dir: &Path) -> (f64, f64) {
         dir,
         &["--retention", "1s"],
     ));
-    let stats: serde_json::Value = reqwest::get(format!("{}/stats", server.address))
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("stats JSON");
+    let stats = support::workload::stats(&reqwest::Client::new(), &server.address).await;
     let keys = stats["unique_processed"].as_f64().expect("a count");
     // Pruned and given back: the databases stop shrinking.
     let mut last = u64::MAX;

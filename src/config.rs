@@ -250,7 +250,7 @@ pub struct StoreArgs {
     #[arg(long, env = "AGG_MIN_FREE_DISK_MIB", default_value_t = DEFAULT_MIN_FREE_DISK_MIB)]
     pub min_free_disk_mib: u64,
 
-    /// Events committed longer ago are pruned in the background (payload gone, key kept):
+    /// Events committed longer ago are pruned in the background (event gone, key kept):
     /// `30s`, `12h`, `7d`, ... [default: keep forever]. SQLite store only, for now.
     #[arg(long, env = "AGG_RETENTION", value_parser = crate::retention::parse_duration)]
     pub retention: Option<Duration>,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// How often the disk is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// `Retry-After` of a publish refused for lack of space: space rarely returns within a second.
+pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// One sample of the data dir's disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

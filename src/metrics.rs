@@ -239,12 +239,11 @@ impl Metrics {
         self.duplicate.absolute(snapshot.totals.duplicate_dropped);
         self.rejected.absolute(snapshot.rejected);
         self.uptime.set(snapshot.uptime_seconds);
-        let stored = snapshot.stored.unwrap_or_default();
         self.events_stored.set(match snapshot.stored {
             Some(stored) => stored.events as f64,
             None => snapshot.totals.unique_processed as f64,
         });
-        if let Some(at) = stored.oldest_retained_ms {
+        if let Some(at) = snapshot.stored.and_then(|s| s.oldest_retained_ms) {
             self.oldest_retained
                 .get_or_init(|| {
                     self.recorder
@@ -378,7 +377,7 @@ fn describe(recorder: &PrometheusRecorder) {
     recorder.describe_gauge(
         EVENTS_STORED.into(),
         None,
-        "Events stored now (with their payload; pruned ones are not counted).".into(),
+        "Events stored now (pruned ones, whose keys alone are kept, not counted).".into(),
     );
     recorder.describe_gauge(
         OLDEST_RETAINED.into(),

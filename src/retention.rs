@@ -1,9 +1,8 @@
 //! Retention with permanent dedup: the rules both engines follow.
 //!
-//! - An event committed longer ago than `--retention` is **pruned**: its payload, timestamp and
-//!   source are dropped; it leaves `/events`, streams and `/topics` `events`. Its key stays, so
-//!   a re-send is still a duplicate; `seq` numbering, `last_seq` and the lifetime counters do
-//!   not change.
+//! - An event committed longer ago than `--retention` is **pruned**: its row is deleted and only
+//!   its key is remembered; it leaves `/events`, streams and `/topics` `events`. A re-send is
+//!   still a duplicate; `seq` numbering, `last_seq` and the lifetime counters do not change.
 //! - An event committed longer ago than `--dedup-window` is **forgotten**: its key goes too, and
 //!   a re-send is accepted again with a new `seq`. The window is at least the retention.
 //! - Commit times are kept coarsely, as *marks*: every [`MARK_EVERY`] the writer records "every
@@ -42,7 +41,7 @@ pub fn next_step_events(events: i64, took: Duration) -> i64 {
 /// `--retention` and `--dedup-window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Payloads older than this are pruned.
+    /// Events older than this are pruned (their keys stay).
     pub keep: Duration,
     /// Keys older than this are forgotten; `None`: never.
     pub forget_after: Option<Duration>,

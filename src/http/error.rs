@@ -100,7 +100,7 @@ impl ApiError {
             | Self::TooManyConnections
             | Self::ReadsBusy
             | Self::PartitionLost => Some(1),
-            Self::LowDisk(_) => Some(crate::disk::SAMPLE_EVERY.as_secs().max(1) * 5),
+            Self::LowDisk(_) => Some(crate::disk::RETRY_AFTER_SECS),
             _ => None,
         }
     }

@@ -4,10 +4,10 @@
 //! against each publishing thread, never preempt one when they wake, and take every idle core.
 //! `SCHED_IDLE` measured the same for publishing but can starve a stream outright on a
 //! saturated machine (no keep-alive, no disconnect); a low nice value alone with many threads
-//! was worse, since the scheduler weighs threads, not processes. When the cores are busy with publishes, subscribers get
-//! what is left and fall behind (they catch up from the store later); when they are idle,
-//! subscribers get all of it. The sockets are still written by the connection's task on the
-//! main runtime.
+//! was worse, since the scheduler weighs threads, not processes. When the cores are busy with
+//! publishes, subscribers get what is left and fall behind (they catch up from the store
+//! later); when they are idle, subscribers get all of it. The sockets are still written by the
+//! connection's task on the main runtime.
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -152,7 +152,13 @@ impl AppState {
             Ok(None) => {}
             Err(_) => tracing::warn!("lifetime totals not refreshed from the store"),
         }
-        let mut snapshot = self.snapshot();
+        self.snapshot()
+    }
+
+    /// The numbers for `/metrics`: those of `/stats`, plus what retention leaves stored (a
+    /// store read only the metrics show).
+    async fn snapshot_for_metrics(self: &Arc<Self>) -> Snapshot {
+        let mut snapshot = self.snapshot_with_shared_totals().await;
         match self.store.stored().await {
             Ok(stored) => snapshot.stored = stored,
             Err(e) => tracing::warn!(error = %e, "stored events not read from the store"),
@@ -206,9 +212,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
 ))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.snapshot_with_shared_totals().await);
+    let body = state.metrics.render(&state.snapshot_for_metrics().await);
     (
         [(
             header::CONTENT_TYPE,

@@ -225,7 +225,7 @@ impl CommitBatch {
 /// What is stored now, as retention leaves it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stored {
-    /// Events whose payload is kept (not pruned).
+    /// Events stored now (not pruned).
     pub events: u64,
     /// The commit time (Unix ms) at or before which the oldest retained event was committed,
     /// when retention keeps commit times.

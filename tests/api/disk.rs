@@ -117,14 +117,7 @@ async fn publishes_stop_before_the_disk_is_full_and_resume_when_space_returns() 
             .iter()
             .any(|l| l.contains("database or disk is full"))
     );
-    let stats: Value = client
-        .get(format!("{}/stats", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = crate::support::workload::stats(&client, &app.address).await;
     assert_eq!(
         stats["unique_processed"], acked,
         "every acknowledged event is stored"

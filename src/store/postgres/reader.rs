@@ -57,17 +57,27 @@ pub(super) async fn last_positions(
         .query("SELECT partition, last_pos FROM positions", &[])
         .await
         .map_err(shared.error("read positions"))?;
-    let mut positions = vec![0; partitions];
+    Ok(per_partition(&rows, partitions, |row| row.get(1)))
+}
+
+/// One value per partition from rows whose first column is the partition (partitions without
+/// a row, or rows of unknown partitions: the default).
+fn per_partition<T: Clone + Default>(
+    rows: &[Row],
+    partitions: usize,
+    value: impl Fn(&Row) -> T,
+) -> Vec<T> {
+    let mut values = vec![T::default(); partitions];
     for row in rows {
         let partition: i32 = row.get(0);
         if let Some(slot) = usize::try_from(partition)
             .ok()
-            .and_then(|p| positions.get_mut(p))
+            .and_then(|p| values.get_mut(p))
         {
-            *slot = row.get(1);
+            *slot = value(row);
         }
     }
-    Ok(positions)
+    values
 }
 
 /// Runs an events query and reads its rows as a stream, stopping at the page's bound, so the
@@ -174,21 +184,11 @@ pub(super) async fn totals(shared: &Shared, partitions: usize) -> Result<Vec<Tot
         )
         .await
         .map_err(shared.error("read counters"))?;
-    let mut totals = vec![Totals::default(); partitions];
-    for row in rows {
-        let partition: i32 = row.get(0);
-        if let Some(slot) = usize::try_from(partition)
-            .ok()
-            .and_then(|p| totals.get_mut(p))
-        {
-            *slot = Totals {
-                received: count(row.get(1)),
-                unique_processed: count(row.get(2)),
-                duplicate_dropped: count(row.get(3)),
-            };
-        }
-    }
-    Ok(totals)
+    Ok(per_partition(&rows, partitions, |row| Totals {
+        received: count(row.get(1)),
+        unique_processed: count(row.get(2)),
+        duplicate_dropped: count(row.get(3)),
+    }))
 }
 
 fn stored_event(shared: &Shared, row: &Row) -> Result<StoredEvent, StoreError> {

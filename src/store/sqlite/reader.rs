@@ -59,7 +59,7 @@ impl PartitionReader {
         )
     }
 
-    /// Events whose payload is kept, and the commit time of the oldest of them (from the
+    /// Events stored now (not pruned), and the commit time of the oldest of them (from the
     /// commit marks: at or before it).
     pub(super) fn stored(&self) -> Result<(i64, Option<i64>), StoreError> {
         self.with_connection(|conn| {

@@ -30,7 +30,6 @@ const ADD_COUNTERS: &str = "UPDATE counters SET received = received + ?1,
 const INCREMENTAL: i64 = 2;
 /// Freed pages given back to the file system per retention step (1 MiB of 4 KiB pages).
 const VACUUM_PAGES: i64 = 256;
-const VACUUM_STEP: &str = "PRAGMA incremental_vacuum(256)";
 const READ_COUNTERS: &str =
     "SELECT received, unique_processed, duplicate_dropped, last_pos FROM counters WHERE id = 0";
 
@@ -53,6 +52,9 @@ pub struct SqliteWriter {
     has_kept_keys: bool,
     /// Events the next retention step may touch (adapted to the step budget).
     step_events: i64,
+    /// The database has incremental auto-vacuum (set when the file was created), so freed
+    /// pages can be given back to the file system.
+    incremental_vacuum: bool,
     checkpointer: Checkpointer,
     /// Commits since the WAL size was last checked.
     commits_since_size_check: u32,
@@ -85,6 +87,9 @@ impl SqliteWriter {
         let has_kept_keys: bool = conn
             .query_row("SELECT EXISTS (SELECT 1 FROM kept_keys)", [], |r| r.get(0))
             .map_err(sqlite)?;
+        let auto_vacuum: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(sqlite)?;
         let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
             source,
@@ -98,6 +103,7 @@ impl SqliteWriter {
             last_pos,
             has_kept_keys,
             step_events: MIN_STEP_EVENTS * 4,
+            incremental_vacuum: auto_vacuum == INCREMENTAL,
             checkpointer,
             commits_since_size_check: 0,
         })
@@ -326,21 +332,19 @@ impl SqliteWriter {
         tx.execute("DELETE FROM commit_marks WHERE pos < ?1", [oldest_needed])
             .map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
-        if !more {
-            // Give freed pages back to the file system, VACUUM_PAGES at a time (with
-            // incremental auto-vacuum, which new databases have; elsewhere freed pages are
-            // reused and the freelist is left alone).
-            let auto_vacuum: i64 = self
-                .conn
-                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
-                .map_err(sqlite)?;
+        if !more && self.incremental_vacuum {
+            // Give freed pages back to the file system, VACUUM_PAGES at a time (databases
+            // without incremental auto-vacuum reuse freed pages instead).
             let free: i64 = self
                 .conn
                 .query_row("PRAGMA freelist_count", [], |r| r.get(0))
                 .map_err(sqlite)?;
-            if auto_vacuum == INCREMENTAL && free > 0 {
+            if free > 0 {
                 // The pragma frees one page per step: step it to the end.
-                let mut vacuum = self.conn.prepare_cached(VACUUM_STEP).map_err(sqlite)?;
+                let mut vacuum = self
+                    .conn
+                    .prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
+                    .map_err(sqlite)?;
                 let mut steps = vacuum.query([]).map_err(sqlite)?;
                 while steps.next().map_err(sqlite)?.is_some() {}
                 more = free > VACUUM_PAGES;
