@@ -67,6 +67,7 @@ fn main() {
         follow_up: HashMap::new(),
         table: Table::default(),
         plans: Plans::new(scale),
+        pg_prefilled: None,
     };
     for scenario in scenarios(compare.as_deref()) {
         // A group name, or row ids: `E2E_ROWS=10` or `E2E_ROWS=2,3b`.
@@ -244,6 +245,14 @@ enum Measure {
         prune: bool,
         figure: Figure,
     },
+    /// The same on PostgreSQL: the load against one replica on a copy of a database prefilled
+    /// with the catch-up store's count of events (one-off per run).
+    PgPruning {
+        plan: PlanKind,
+        load: LoadShape,
+        prune: bool,
+        figure: Figure,
+    },
     /// Bytes per remembered key on disk once every event of the 1M store is pruned (its
     /// databases, after the freed pages went back to the file system); keeps the bytes per
     /// stored event before.
@@ -296,6 +305,12 @@ const HALF_LOAD: LoadShape = LoadShape {
     connections: 64,
     timed: true,
     rate_of_3b: Some(0.5),
+};
+/// Open loop at a quarter of row 3b's single-event maximum (PostgreSQL's single-event
+/// ceiling on this machine is near 3b's half).
+const QUARTER_LOAD: LoadShape = LoadShape {
+    rate_of_3b: Some(0.25),
+    ..HALF_LOAD
 };
 const FLOOD: LoadShape = LoadShape {
     batch: 1000,
@@ -792,6 +807,68 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Target::None,
         ),
         row(
+            "14m",
+            "PostgreSQL: batch ingest into a copy of a 1M-event store, no retention",
+            RETENTION,
+            Measure::PgPruning {
+                plan: PlanKind::ScaleBatch,
+                load: CLOSED_BATCH,
+                prune: false,
+                figure: EventsPerSecond,
+            },
+            Target::None,
+        ),
+        row(
+            "14n",
+            "PostgreSQL: the same while --retention 2s prunes the 1M events",
+            RETENTION,
+            Measure::PgPruning {
+                plan: PlanKind::ScaleBatch,
+                load: CLOSED_BATCH,
+                prune: true,
+                figure: EventsPerSecond,
+            },
+            Target::Ratio("14m"),
+        ),
+        row(
+            "14o",
+            "events pruned during 14n's load",
+            RETENTION,
+            Measure::Kept("14n", "events"),
+            Target::None,
+        ),
+        row(
+            "14p",
+            "PostgreSQL: publish p99, single events open loop at 25% of 3b, 1M store, no retention",
+            RETENTION,
+            Measure::PgPruning {
+                plan: PlanKind::Single,
+                load: QUARTER_LOAD,
+                prune: false,
+                figure: LatencyP99,
+            },
+            Target::None,
+        ),
+        row(
+            "14q",
+            "PostgreSQL: the same while --retention 2s prunes the 1M events",
+            RETENTION,
+            Measure::PgPruning {
+                plan: PlanKind::Single,
+                load: QUARTER_LOAD,
+                prune: true,
+                figure: LatencyP99,
+            },
+            Target::AtMostTimes("14p", 2.0),
+        ),
+        row(
+            "14r",
+            "events pruned during 14q's load",
+            RETENTION,
+            Measure::Kept("14q", "events"),
+            Target::None,
+        ),
+        row(
             "14g",
             "bytes on disk per remembered key once all 1M events are pruned",
             RETENTION,
@@ -997,10 +1074,60 @@ struct Bench {
     follow_up: HashMap<&'static str, f64>,
     table: Table,
     plans: Plans,
+    /// Rows 14m-r: their PostgreSQL server and the prefilled database they copy.
+    pg_prefilled: Option<(pg::PgServer, String)>,
 }
 
 impl Bench {
     /// Events in the prefilled store rows 13h and 14 read (1M at full scale).
+    /// Rows 14a-f, 14m-r: `load` against a service on `dir` (with `flags`, and `--retention 2s`
+    /// when `prune`), once pruning has begun; keeps the events pruned during the load.
+    #[allow(clippy::too_many_arguments, reason = "one row's settings")]
+    fn load_while_pruning(
+        &mut self,
+        id: &'static str,
+        dir: &Path,
+        flags: &[&str],
+        kind: PlanKind,
+        load: LoadShape,
+        prune: bool,
+        figure: Figure,
+    ) -> f64 {
+        let mut flags = flags.to_vec();
+        if prune {
+            flags.extend(["--retention", "2s"]);
+        }
+        let server = BinaryApp::from_command(serve_command_of(
+            &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
+            dir,
+            &flags,
+        ));
+        let mut args = self.args(load, kind);
+        args.url = vec![server.address.clone()];
+        let plan = self.open_loop_plan(&args, kind);
+        let (report, pruned) = self
+            .runtime
+            .block_on(load_while_pruning(&server, prune, &plan, args));
+        self.follow_up.insert(id, pruned);
+        self.table.check(&report);
+        drop(server);
+        let _ = std::fs::remove_dir_all(dir);
+        figure.of(&report)
+    }
+
+    /// The plan of a load: for an open-loop one, enough single events for its rate and time.
+    fn open_loop_plan(&self, args: &PublishArgs, kind: PlanKind) -> Arc<Plan> {
+        match args.rate {
+            Some(rate) => Arc::new(Plan::build(&spec(
+                (rate * self.plans.single_secs * 1.1) as usize + 1000,
+                0.2,
+                1,
+                100,
+            ))),
+            None => self.plan(kind),
+        }
+    }
+
     fn catch_up_events(&self) -> usize {
         ((1_000_000.0 * self.scale) as usize).max(1000)
     }
@@ -1189,31 +1316,30 @@ impl Bench {
             } => {
                 let dir = self.work.path().join(scenario.id);
                 copy_dir(&prefilled_store(self.catch_up_events(), "catch-up"), &dir);
-                let flags: &[&str] = if *prune { &["--retention", "2s"] } else { &[] };
-                let server = BinaryApp::from_command(serve_command_of(
-                    &PathBuf::from(env!("CARGO_BIN_EXE_uts-aggregator")),
-                    &dir,
-                    flags,
-                ));
-                let mut args = self.args(*load, *plan);
-                args.url = vec![server.address.clone()];
-                let plan = match args.rate {
-                    Some(rate) => Arc::new(Plan::build(&spec(
-                        (rate * self.plans.single_secs * 1.1) as usize + 1000,
-                        0.2,
-                        1,
-                        100,
-                    ))),
-                    None => self.plan(*plan),
+                self.load_while_pruning(scenario.id, &dir, &[], *plan, *load, *prune, *figure)
+            }
+            Measure::PgPruning {
+                plan,
+                load,
+                prune,
+                figure,
+            } => {
+                if self.pg_prefilled.is_none() {
+                    let Some(server) = pg::private("e2e rows 14m-r (PostgreSQL retention)") else {
+                        return;
+                    };
+                    let template = self
+                        .runtime
+                        .block_on(prefill_postgres(&server, self.catch_up_events()));
+                    self.pg_prefilled = Some((server, template));
+                }
+                let Some((server, template)) = &self.pg_prefilled else {
+                    return;
                 };
-                let (report, pruned) = self
-                    .runtime
-                    .block_on(load_while_pruning(&server, *prune, &plan, args));
-                self.follow_up.insert(scenario.id, pruned);
-                self.table.check(&report);
-                drop(server);
-                let _ = std::fs::remove_dir_all(&dir);
-                figure.of(&report)
+                let url = server.copy_database(template);
+                let dir = self.work.path().join(scenario.id);
+                let store = ["--store", url.as_str()];
+                self.load_while_pruning(scenario.id, &dir, &store, *plan, *load, *prune, *figure)
             }
             Measure::KeyBytes => {
                 let dir = self.work.path().join(scenario.id);
@@ -1335,7 +1461,7 @@ impl Bench {
             Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
             Measure::FanOut { .. } => "events/s",
             Measure::Kept(_, unit) => unit,
-            Measure::Pruning { figure, .. } => figure.unit(),
+            Measure::Pruning { figure, .. } | Measure::PgPruning { figure, .. } => figure.unit(),
             Measure::KeyBytes => "bytes/key",
             Measure::BackupDuringLoad => "events/s",
             Measure::SteadyRetention { .. } => "× of the size after the first window",
@@ -2051,6 +2177,64 @@ fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
     std::fs::write(&done, b"").expect("marker");
     println!("prefilled in {:.0} s", start.elapsed().as_secs_f64());
     dir
+}
+
+/// A database of `server` holding `events` events on 100 topics (as the prefilled SQLite
+/// stores), written through the store's own writers; returns its name, to copy from.
+async fn prefill_postgres(server: &pg::PgServer, events: usize) -> String {
+    let url = server.create_database();
+    println!("prefilling {events} events into PostgreSQL...");
+    let start = Instant::now();
+    let partitions = std::thread::available_parallelism().map_or(1, usize::from);
+    let store = uts_aggregator::store::open(&uts_aggregator::store::OpenOptions {
+        location: url.parse().expect("URL"),
+        data_dir: std::env::temp_dir(),
+        partitions: Some(partitions),
+        default_partitions: partitions,
+        durability: Durability::Process,
+        page_cache_kib_total: 1024,
+        pool_size: partitions,
+        retention: None,
+    })
+    .await
+    .expect("open PostgreSQL");
+    let mut fills = Vec::new();
+    for partition in 0..partitions {
+        let mut writer = store.open_writer(partition).await.expect("writer");
+        fills.push(async move {
+            let mut rng = fastrand::Rng::with_seed(partition as u64);
+            let chunk = 5_000;
+            for _ in (0..events).step_by(chunk * partitions) {
+                let batch: Vec<Event> = std::iter::repeat_with(|| {
+                    let topic = format!("topic-{}", rng.usize(0..100));
+                    (partition_of(&topic, partitions) == partition)
+                        .then(|| history_event(topic, format!("pg-{}", rng.u64(..))))
+                })
+                .flatten()
+                .take(chunk)
+                .collect();
+                let mut commit = uts_aggregator::store::CommitBatch::default();
+                let n = batch.len();
+                commit.push(batch.into(), std::iter::repeat_n(true, n));
+                writer.commit_batch(&commit).await.expect("commit");
+            }
+        });
+    }
+    futures_util::future::join_all(fills).await;
+    drop(store);
+    // The pool's connections close as they are dropped; a copy needs none left.
+    let name = url.rsplit('/').next().expect("database").to_string();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while server.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"),
+    ) != "0"
+    {
+        assert!(Instant::now() < deadline, "connections to {name} stay open");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!("prefilled in {:.0} s", start.elapsed().as_secs_f64());
+    name
 }
 
 fn history_event(topic: String, event_id: String) -> Event {

@@ -476,16 +476,9 @@ impl StoreArgs {
                 "--dedup-window needs --retention (without it every event and key is kept forever)"
                     .into(),
             )),
-            (Some(keep), window) => {
-                if matches!(self.location, Location::Postgres(_)) {
-                    return Err(ConfigError::Retention(
-                        "--retention is not available on PostgreSQL yet (SQLite store only)".into(),
-                    ));
-                }
-                Retention::new(keep, window)
-                    .map(Some)
-                    .map_err(ConfigError::Retention)
-            }
+            (Some(keep), window) => Retention::new(keep, window)
+                .map(Some)
+                .map_err(ConfigError::Retention),
         }
     }
 

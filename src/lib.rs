@@ -130,6 +130,7 @@ pub async fn run_on(
             handle.mark_remote_commit();
         }
     }));
+    let maintenance = store.maintain();
     tracing::info!(
         listen = %listener.local_addr()?,
         store = %store_label(&config),
@@ -163,7 +164,10 @@ pub async fn run_on(
     if !workers.drain(deadline).await {
         tracing::error!("some partition workers did not finish committing before the timeout");
     }
-    for task in [commit_listener, disk_watch].into_iter().flatten() {
+    for task in [commit_listener, disk_watch, maintenance]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     drop(state);

@@ -38,6 +38,78 @@ pub fn next_step_events(events: i64, took: Duration) -> i64 {
     next.clamp(MIN_STEP_EVENTS, MAX_STEP_EVENTS)
 }
 
+/// The shortest pause between two retention steps.
+pub const MIN_PAUSE: Duration = Duration::from_millis(2);
+
+/// When a partition's next step may run, `took` after the last one began: with more due, after
+/// a pause four times as long as the step (so pruning takes at most about a fifth of the
+/// partition's time and the engine's own background work keeps up); otherwise at the next mark.
+pub fn pause_after(took: Duration, more: bool) -> Duration {
+    if more {
+        (took * 4).max(MIN_PAUSE)
+    } else {
+        MARK_EVERY
+    }
+}
+
+/// How far one partition's retention has gone: every position up to `pruned` is pruned, up to
+/// `forgotten` forgotten.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pruned: i64,
+    pub forgotten: i64,
+}
+
+/// What the marks allow now: the highest position covered by a mark older than the retention,
+/// and (with a window) by one older than the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Horizons {
+    pub prune_to: i64,
+    pub forget_to: Option<i64>,
+}
+
+/// One step's work, as position ranges `(after, upto]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub prune: Option<(i64, i64)>,
+    pub forget: Option<(i64, i64)>,
+    /// Marks with lower positions are no longer needed (the newest one at or below it stays,
+    /// so the horizons never move back).
+    pub drop_marks_below: i64,
+    /// More is due now than this step does.
+    pub more: bool,
+}
+
+/// The step both engines take: prune at most `step_events` positions past `progress`, forget at
+/// most as many, never a key whose event is still served (forgetting stops at what is pruned,
+/// this step included).
+pub fn plan_step(progress: Progress, horizons: Horizons, step_events: i64) -> Step {
+    let mut more = false;
+    let mut pruned_now = progress.pruned;
+    let prune = (horizons.prune_to > progress.pruned).then(|| {
+        let upto = horizons.prune_to.min(progress.pruned + step_events);
+        more |= upto < horizons.prune_to;
+        pruned_now = upto;
+        (progress.pruned, upto)
+    });
+    let mut drop_marks_below = horizons.prune_to;
+    let forget = horizons.forget_to.and_then(|forget_to| {
+        let forget_to = forget_to.min(pruned_now);
+        drop_marks_below = drop_marks_below.min(forget_to);
+        (forget_to > progress.forgotten).then(|| {
+            let upto = forget_to.min(progress.forgotten + step_events);
+            more |= upto < forget_to;
+            (progress.forgotten, upto)
+        })
+    });
+    Step {
+        prune,
+        forget,
+        drop_marks_below,
+        more,
+    }
+}
+
 /// `--retention` and `--dedup-window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -148,6 +220,48 @@ mod tests {
         assert_eq!(next_step_events(1000, STEP_BUDGET * 3 / 4), 1000);
         assert_eq!(next_step_events(MIN_STEP_EVENTS, slow), MIN_STEP_EVENTS);
         assert_eq!(next_step_events(MAX_STEP_EVENTS, quick), MAX_STEP_EVENTS);
+    }
+
+    #[test]
+    fn a_step_prunes_and_forgets_a_bounded_range_and_never_forgets_a_served_key() {
+        let at = |pruned, forgotten| Progress { pruned, forgotten };
+        let horizons = |prune_to, forget_to| Horizons {
+            prune_to,
+            forget_to,
+        };
+        // Nothing due.
+        let idle = plan_step(at(10, 5), horizons(10, Some(5)), 100);
+        assert_eq!((idle.prune, idle.forget, idle.more), (None, None, false));
+        assert_eq!(idle.drop_marks_below, 5);
+        // A backlog: one step's worth, more due.
+        let step = plan_step(at(0, 0), horizons(1_000, None), 100);
+        assert_eq!(step.prune, Some((0, 100)));
+        assert_eq!(
+            (step.forget, step.more, step.drop_marks_below),
+            (None, true, 1_000)
+        );
+        // The window's horizon is past what is pruned: forget only up to the pruned position.
+        let step = plan_step(at(40, 0), horizons(60, Some(90)), 100);
+        assert_eq!(step.prune, Some((40, 60)));
+        assert_eq!(step.forget, Some((0, 60)));
+        assert!(!step.more);
+        // Forgetting is bounded by the step too.
+        let step = plan_step(at(500, 0), horizons(500, Some(500)), 100);
+        assert_eq!(
+            (step.prune, step.forget, step.more),
+            (None, Some((0, 100)), true)
+        );
+        assert_eq!(step.drop_marks_below, 500);
+    }
+
+    #[test]
+    fn steps_pause_four_times_their_length_while_more_is_due() {
+        assert_eq!(
+            pause_after(Duration::from_millis(3), true),
+            Duration::from_millis(12)
+        );
+        assert_eq!(pause_after(Duration::from_micros(10), true), MIN_PAUSE);
+        assert_eq!(pause_after(Duration::from_millis(3), false), MARK_EVERY);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct OpenOptions {
     pub page_cache_kib_total: u64,
     /// Most PostgreSQL connections this process opens.
     pub pool_size: usize,
-    /// `--retention` / `--dedup-window` (SQLite only, for now).
+    /// `--retention` / `--dedup-window`.
     pub retention: Option<crate::retention::Retention>,
 }
 
@@ -292,6 +292,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// process can write (SQLite: this process's workers mark their own commits).
     fn listen_commits(&self, on_commit: CommitListener) -> Option<tokio::task::JoinHandle<()>> {
         let _ = on_commit;
+        None
+    }
+
+    /// Starts the store's background maintenance (retention on PostgreSQL; SQLite's writer
+    /// threads do their own), for as long as the returned task runs (the caller aborts it at
+    /// shutdown). `None` when there is none.
+    fn maintain(&self) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
 

@@ -257,6 +257,20 @@ impl PgServer {
         self.url(&name)
     }
 
+    /// A new database copied from `template` (which nothing may be connected to); returns its
+    /// URL.
+    #[allow(dead_code, reason = "used by the benchmark only")]
+    pub(crate) fn copy_database(&self, template: &str) -> String {
+        let url = self.create_database();
+        let name = url.rsplit('/').next().unwrap().to_string();
+        self.psql("postgres", &format!("DROP DATABASE {name}"));
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        );
+        url
+    }
+
     pub(crate) fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }

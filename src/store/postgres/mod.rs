@@ -16,6 +16,10 @@
 //! topics(topic, partition, last_seq)          locked per batch: seq order across replicas
 //! positions(partition, last_pos)              locked from a batch's write to its COMMIT
 //! counters(partition, slot, received, unique_processed, duplicate_dropped)
+//! commit_marks(partition, pos, at)            retention: "up to pos committed by at"
+//! kept_keys(partition, pos, topic, event_id)  keys of pruned events; UNIQUE (topic, event_id)
+//! retention(partition, pruned_pos, forgotten_pos, pruned_events)
+//!                                             locked by the replica pruning the partition
 //! ```
 //! `topic`, `event_id` and `source` are `bytea`: PostgreSQL text cannot hold the NUL
 //! character JSON allows, and byte order matches SQLite's. Counters are split into slots per
@@ -27,6 +31,7 @@
 
 mod listen;
 mod reader;
+mod retention;
 mod schema;
 mod tls;
 mod writer;
@@ -41,7 +46,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::{
-    OpenOptions, PageLimit, PartitionWriter, Store, StoreError, StoredEvent, TopicInfo, Totals,
+    OpenOptions, PageLimit, PartitionWriter, Store, StoreError, Stored, StoredEvent, TopicInfo,
+    Totals,
 };
 use writer::PgWriter;
 
@@ -177,6 +183,7 @@ pub struct PgStore {
     partitions: usize,
     /// For the commit listener's own connection.
     location: PgLocation,
+    retention: Option<crate::retention::Retention>,
 }
 
 impl PgStore {
@@ -242,6 +249,7 @@ impl PgStore {
             shared,
             partitions,
             location: location.clone(),
+            retention: options.retention,
         })
     }
 }
@@ -316,6 +324,22 @@ impl Store for PgStore {
             self.partitions,
             on_commit,
         )))
+    }
+
+    fn maintain(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.retention
+            .map(|r| retention::spawn(self.shared.clone(), self.partitions, r))
+    }
+
+    async fn stored(&self) -> Result<Option<Stored>, StoreError> {
+        if self.retention.is_none() {
+            return Ok(None);
+        }
+        let (events, oldest_retained_ms) = retention::stored(&self.shared).await?;
+        Ok(Some(Stored {
+            events: count(events),
+            oldest_retained_ms,
+        }))
     }
 
     async fn shared_totals(&self) -> Result<Option<Vec<Totals>>, StoreError> {

@@ -57,6 +57,31 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO positions SELECT partition, max(pos) FROM events GROUP BY partition;
 ",
+    // Retention (see `crate::retention` and `super::retention`): commit-time marks per
+    // partition, in the database's clock; the keys of pruned events; how far each partition is
+    // pruned and forgotten (its row, locked by the replica pruning it).
+    "
+    CREATE TABLE commit_marks (
+        partition integer NOT NULL,
+        pos       bigint  NOT NULL,
+        at        bigint  NOT NULL,
+        PRIMARY KEY (partition, pos)
+    );
+    CREATE TABLE kept_keys (
+        partition integer NOT NULL,
+        pos       bigint  NOT NULL,
+        topic     bytea   NOT NULL,
+        event_id  bytea   NOT NULL,
+        PRIMARY KEY (partition, pos),
+        CONSTRAINT kept_keys_identity UNIQUE (topic, event_id)
+    );
+    CREATE TABLE retention (
+        partition     integer PRIMARY KEY,
+        pruned_pos    bigint  NOT NULL DEFAULT 0,
+        forgotten_pos bigint  NOT NULL DEFAULT 0,
+        pruned_events bigint  NOT NULL DEFAULT 0
+    );
+",
 ];
 
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -125,7 +150,16 @@ pub(super) async fn migrate(
     }
     // A recorded schema whose tables went missing, or a store with events whose pinned
     // partition count vanished, is refused rather than silently recreated.
-    for table in ["meta", "events", "topics", "counters", "positions"] {
+    for table in [
+        "meta",
+        "events",
+        "topics",
+        "counters",
+        "positions",
+        "commit_marks",
+        "kept_keys",
+        "retention",
+    ] {
         let exists: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .await?
@@ -168,6 +202,12 @@ pub(super) async fn migrate(
     if stored == 0 || requested.is_some_and(|r| r != stored) {
         return Err(MigrateError::Mismatch { stored });
     }
+    tx.execute(
+        "INSERT INTO retention (partition) SELECT generate_series(0, $1 - 1)
+         ON CONFLICT (partition) DO NOTHING",
+        &[&super::pg_int(stored)],
+    )
+    .await?;
     tx.commit().await?;
     Ok(stored)
 }

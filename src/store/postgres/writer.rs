@@ -4,8 +4,8 @@
 //!    UPDATE` locks an existing row, a new one is locked by its insert). Every writer locks in
 //!    the same order, so two batches can wait on each other but never deadlock, and while a
 //!    batch holds a topic no other replica can add events to it.
-//! 2. Read which candidates are already stored (a new snapshot, taken after the locks, so it
-//!    sees every committed event of these topics).
+//! 2. Read which candidates are already stored or remembered (`kept_keys`, see `retention`;
+//!    a new snapshot, taken after the locks, so it sees every committed event of these topics).
 //! 3. In memory: first occurrence of an unseen key is new and gets its topic's next `seq`;
 //!    everything else is a duplicate.
 //! 4. One statement takes the new events' positions from the partition's `positions` row
@@ -36,9 +36,16 @@ const LOCK_TOPICS: &str = "INSERT INTO topics (topic, partition, last_seq)
      ON CONFLICT (topic) DO UPDATE SET last_seq = topics.last_seq
      RETURNING topic, last_seq";
 
+/// Keys stored as events, or remembered after their events were pruned (retention moves a key
+/// from `events` to `kept_keys` while holding its topic's row, so a batch holding the topic
+/// sees it in exactly one of them).
 const STORED_KEYS: &str = "SELECT e.topic, e.event_id
      FROM unnest($1::bytea[], $2::bytea[]) AS k(topic, event_id)
-     JOIN events e ON e.topic = k.topic AND e.event_id = k.event_id";
+     JOIN events e ON e.topic = k.topic AND e.event_id = k.event_id
+     UNION ALL
+     SELECT g.topic, g.event_id
+     FROM unnest($1::bytea[], $2::bytea[]) AS k(topic, event_id)
+     JOIN kept_keys g ON g.topic = k.topic AND g.event_id = k.event_id";
 
 const WRITE: &str = "WITH placed AS (
          INSERT INTO positions AS p (partition, last_pos)

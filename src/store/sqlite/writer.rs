@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
-use crate::retention::{MIN_STEP_EVENTS, Retention, next_step_events};
+use crate::retention::{
+    Horizons, MIN_STEP_EVENTS, Progress, Retention, next_step_events, plan_step,
+};
 use crate::store::{StoreError, Totals};
 
 const INSERT_EVENT: &str =
@@ -297,40 +299,36 @@ impl SqliteWriter {
                 |r| r.get(0),
             )
         };
-        let prune_to = covered_by(retention.prune_before_ms(now_ms)).map_err(sqlite)?;
-        let mut more = false;
-        let mut pruned_now = pruned;
-        if prune_to > pruned {
-            let upto = prune_to.min(pruned + step);
-            prune(&tx, pruned, upto).map_err(sqlite)?;
+        let horizons = Horizons {
+            prune_to: covered_by(retention.prune_before_ms(now_ms)).map_err(sqlite)?,
+            forget_to: match retention.forget_before_ms(now_ms) {
+                Some(before_ms) => Some(covered_by(before_ms).map_err(sqlite)?),
+                None => None,
+            },
+        };
+        let plan = plan_step(Progress { pruned, forgotten }, horizons, step);
+        if let Some((after, upto)) = plan.prune {
+            prune(&tx, after, upto).map_err(sqlite)?;
             self.has_kept_keys = true;
-            pruned_now = upto;
-            more |= upto < prune_to;
         }
-        let mut oldest_needed = prune_to;
-        if let Some(before_ms) = retention.forget_before_ms(now_ms) {
-            // Never forget a key whose event is still served.
-            let forget_to = covered_by(before_ms).map_err(sqlite)?.min(pruned_now);
-            oldest_needed = oldest_needed.min(forget_to);
-            if forget_to > forgotten {
-                let upto = forget_to.min(forgotten + step);
-                tx.execute(
-                    "DELETE FROM kept_keys WHERE pos > ?1 AND pos <= ?2",
-                    params![forgotten, upto],
-                )
-                .map_err(sqlite)?;
-                tx.execute(
-                    "UPDATE counters SET forgotten_pos = ?1 WHERE id = 0",
-                    [upto],
-                )
-                .map_err(sqlite)?;
-                more |= upto < forget_to;
-            }
-        }
-        // Marks below every horizon still ahead are no longer needed (the newest one at or
-        // below it stays).
-        tx.execute("DELETE FROM commit_marks WHERE pos < ?1", [oldest_needed])
+        if let Some((after, upto)) = plan.forget {
+            tx.execute(
+                "DELETE FROM kept_keys WHERE pos > ?1 AND pos <= ?2",
+                params![after, upto],
+            )
             .map_err(sqlite)?;
+            tx.execute(
+                "UPDATE counters SET forgotten_pos = ?1 WHERE id = 0",
+                [upto],
+            )
+            .map_err(sqlite)?;
+        }
+        tx.execute(
+            "DELETE FROM commit_marks WHERE pos < ?1",
+            [plan.drop_marks_below],
+        )
+        .map_err(sqlite)?;
+        let mut more = plan.more;
         tx.commit().map_err(sqlite)?;
         if !more && self.incremental_vacuum {
             // Give freed pages back to the file system, VACUUM_PAGES at a time (databases

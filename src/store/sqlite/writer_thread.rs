@@ -18,10 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::writer::{FilePresence, SqliteWriter};
-use crate::retention::{MARK_EVERY, Retention};
-
-/// The shortest pause between two retention steps.
-const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+use crate::retention::{MARK_EVERY, Retention, pause_after};
 use crate::store::{CommitBatch, PartitionWriter, StoreError, Totals};
 
 enum Command {
@@ -88,10 +85,7 @@ fn serve(mut writer: SqliteWriter, inbox: &mpsc::Receiver<Command>, retention: O
                 if Instant::now() >= next_step {
                     let started = Instant::now();
                     next_step = match writer.maintain(&retention, crate::retention::now_ms()) {
-                        // A pause four times as long as the step: pruning takes at most about
-                        // a fifth of the writer's time, and the checkpoint keeps up.
-                        Ok(true) => Instant::now() + (started.elapsed() * 4).max(MIN_PAUSE),
-                        Ok(false) => Instant::now() + MARK_EVERY,
+                        Ok(more) => Instant::now() + pause_after(started.elapsed(), more),
                         Err(e) => {
                             tracing::warn!(path = %writer.path(), error = %e, "retention step failed; retrying later");
                             Instant::now() + MARK_EVERY
