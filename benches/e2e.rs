@@ -2155,17 +2155,7 @@ fn prefilled_store(events: usize, id_prefix: &str) -> PathBuf {
             let path = layout.partition_db(partition);
             scope.spawn(move || {
                 let mut writer = SqliteWriter::open(&path, &ceiling_options()).expect("open");
-                let mut rng = fastrand::Rng::with_seed(partition as u64);
-                let chunk = 5_000;
-                for _ in (0..events).step_by(chunk * partitions) {
-                    let batch: Vec<Event> = std::iter::repeat_with(|| {
-                        let topic = format!("topic-{}", rng.usize(0..100));
-                        (partition_of(&topic, partitions) == partition)
-                            .then(|| history_event(topic, format!("{id_prefix}-{}", rng.u64(..))))
-                    })
-                    .flatten()
-                    .take(chunk)
-                    .collect();
+                for batch in history_batches(events, partition, partitions, id_prefix) {
                     writer
                         .commit_batch(&batch.iter().collect::<Vec<_>>(), 0)
                         .expect("commit");
@@ -2202,17 +2192,7 @@ async fn prefill_postgres(server: &pg::PgServer, events: usize) -> String {
     for partition in 0..partitions {
         let mut writer = store.open_writer(partition).await.expect("writer");
         fills.push(async move {
-            let mut rng = fastrand::Rng::with_seed(partition as u64);
-            let chunk = 5_000;
-            for _ in (0..events).step_by(chunk * partitions) {
-                let batch: Vec<Event> = std::iter::repeat_with(|| {
-                    let topic = format!("topic-{}", rng.usize(0..100));
-                    (partition_of(&topic, partitions) == partition)
-                        .then(|| history_event(topic, format!("pg-{}", rng.u64(..))))
-                })
-                .flatten()
-                .take(chunk)
-                .collect();
+            for batch in history_batches(events, partition, partitions, "pg") {
                 let mut commit = uts_aggregator::store::CommitBatch::default();
                 let n = batch.len();
                 commit.push(batch.into(), std::iter::repeat_n(true, n));
@@ -2235,6 +2215,28 @@ async fn prefill_postgres(server: &pg::PgServer, events: usize) -> String {
     }
     println!("prefilled in {:.0} s", start.elapsed().as_secs_f64());
     name
+}
+
+/// A prefilled store's events of `partition`, in commit batches of 5,000: about
+/// `events / partitions` of them, on 100 topics, with random ids after `id_prefix`.
+fn history_batches(
+    events: usize,
+    partition: usize,
+    partitions: usize,
+    id_prefix: &str,
+) -> impl Iterator<Item = Vec<Event>> + '_ {
+    let mut rng = fastrand::Rng::with_seed(partition as u64);
+    let chunk = 5_000;
+    (0..events).step_by(chunk * partitions).map(move |_| {
+        std::iter::repeat_with(|| {
+            let topic = format!("topic-{}", rng.usize(0..100));
+            (partition_of(&topic, partitions) == partition)
+                .then(|| history_event(topic, format!("{id_prefix}-{}", rng.u64(..))))
+        })
+        .flatten()
+        .take(chunk)
+        .collect()
+    })
 }
 
 fn history_event(topic: String, event_id: String) -> Event {
