@@ -18,19 +18,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often a partition records a commit-time mark (and looks for events to prune).
 pub const MARK_EVERY: Duration = Duration::from_secs(1);
-/// How long one pruning or forgetting step should take.
+/// How long one pruning or forgetting step should take on SQLite, where it holds the
+/// partition's only writer: a publish waits for at most one step.
 pub const STEP_BUDGET: Duration = Duration::from_millis(1);
 /// Fewest events a step touches (so that pruning always progresses).
 pub const MIN_STEP_EVENTS: i64 = 50;
 /// Most events a step touches.
 pub const MAX_STEP_EVENTS: i64 = 5_000;
 
-/// The next step's size after a step of `events` took `took`: halved when it overran the
-/// budget, grown by half when it took less than half of it.
-pub fn next_step_events(events: i64, took: Duration) -> i64 {
-    let next = if took > STEP_BUDGET {
+/// The next step's size after a step of `events` took `took`: halved when it overran
+/// `budget`, grown by half when it took less than half of it.
+pub fn next_step_events(events: i64, took: Duration, budget: Duration) -> i64 {
+    let next = if took > budget {
         events / 2
-    } else if took < STEP_BUDGET / 2 {
+    } else if took < budget / 2 {
         events + events / 2
     } else {
         events
@@ -215,11 +216,17 @@ mod tests {
     fn steps_shrink_when_slow_and_grow_when_quick_within_bounds() {
         let slow = STEP_BUDGET * 3;
         let quick = STEP_BUDGET / 4;
-        assert_eq!(next_step_events(1000, slow), 500);
-        assert_eq!(next_step_events(1000, quick), 1500);
-        assert_eq!(next_step_events(1000, STEP_BUDGET * 3 / 4), 1000);
-        assert_eq!(next_step_events(MIN_STEP_EVENTS, slow), MIN_STEP_EVENTS);
-        assert_eq!(next_step_events(MAX_STEP_EVENTS, quick), MAX_STEP_EVENTS);
+        let next = |events, took| next_step_events(events, took, STEP_BUDGET);
+        assert_eq!(next(1000, slow), 500);
+        assert_eq!(next(1000, quick), 1500);
+        assert_eq!(next(1000, STEP_BUDGET * 3 / 4), 1000);
+        assert_eq!(next(MIN_STEP_EVENTS, slow), MIN_STEP_EVENTS);
+        assert_eq!(next(MAX_STEP_EVENTS, quick), MAX_STEP_EVENTS);
+        assert_eq!(
+            next_step_events(1000, slow, STEP_BUDGET * 4),
+            1000,
+            "within a larger budget"
+        );
     }
 
     #[test]

@@ -361,7 +361,7 @@ async fn a_postgres_store_from_before_positions_is_upgraded() {
     server.psql(
         &database,
         // A store of schema version 2: no positions, and none of the later tables either.
-        "DROP TABLE positions, commit_marks, kept_keys, retention;
+        "DROP TABLE positions, commit_marks, kept_keys, retention, pruned_topics;
          ALTER TABLE events DROP COLUMN pos;
          DELETE FROM schema_migrations WHERE version >= 3",
     );

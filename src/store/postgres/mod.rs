@@ -13,13 +13,14 @@
 //!     PRIMARY KEY (partition, topic, seq)     a topic's history in order; /events pages
 //!     UNIQUE (topic, event_id)                the dedup key
 //!     UNIQUE (partition, pos)                 the partition's commit order; streams
-//! topics(topic, partition, last_seq)          locked per batch: seq order across replicas
+//! topics(topic, partition, last_seq, events)  locked per batch: seq order across replicas
 //! positions(partition, last_pos)              locked from a batch's write to its COMMIT
 //! counters(partition, slot, received, unique_processed, duplicate_dropped)
 //! commit_marks(partition, pos, at)            retention: "up to pos committed by at"
 //! kept_keys(partition, pos, topic, event_id)  keys of pruned events; UNIQUE (topic, event_id)
 //! retention(partition, pruned_pos, forgotten_pos, pruned_events)
 //!                                             locked by the replica pruning the partition
+//! pruned_topics(topic, pruned)                /topics shows topics.events minus pruned
 //! ```
 //! `topic`, `event_id` and `source` are `bytea`: PostgreSQL text cannot hold the NUL
 //! character JSON allows, and byte order matches SQLite's. Counters are split into slots per

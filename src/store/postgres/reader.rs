@@ -146,8 +146,11 @@ pub(super) async fn topics_page(
     let after = after.unwrap_or("").as_bytes();
     let rows = client
         .query(
-            "SELECT topic, events, last_seq FROM topics WHERE last_seq > 0 AND topic > $1
-             ORDER BY topic LIMIT $2",
+            // Stored now: the events ever stored minus those retention pruned.
+            "SELECT t.topic, t.events - coalesce(p.pruned, 0), t.last_seq
+             FROM topics t LEFT JOIN pruned_topics p ON p.topic = t.topic
+             WHERE t.last_seq > 0 AND t.topic > $1
+             ORDER BY t.topic LIMIT $2",
             &[&after, &(limit as i64)],
         )
         .await

@@ -59,7 +59,8 @@ const MIGRATIONS: &[&str] = &[
 ",
     // Retention (see `crate::retention` and `super::retention`): commit-time marks per
     // partition, in the database's clock; the keys of pruned events; how far each partition is
-    // pruned and forgotten (its row, locked by the replica pruning it).
+    // pruned and forgotten (its row, locked by the replica pruning it); events pruned per topic
+    // (apart from `topics`, so pruning never waits for a publish's topic locks).
     "
     CREATE TABLE commit_marks (
         partition integer NOT NULL,
@@ -80,6 +81,10 @@ const MIGRATIONS: &[&str] = &[
         pruned_pos    bigint  NOT NULL DEFAULT 0,
         forgotten_pos bigint  NOT NULL DEFAULT 0,
         pruned_events bigint  NOT NULL DEFAULT 0
+    );
+    CREATE TABLE pruned_topics (
+        topic  bytea  PRIMARY KEY,
+        pruned bigint NOT NULL
     );
 ",
 ];
@@ -159,6 +164,7 @@ pub(super) async fn migrate(
         "commit_marks",
         "kept_keys",
         "retention",
+        "pruned_topics",
     ] {
         let exists: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])

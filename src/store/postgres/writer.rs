@@ -36,9 +36,9 @@ const LOCK_TOPICS: &str = "INSERT INTO topics (topic, partition, last_seq)
      ON CONFLICT (topic) DO UPDATE SET last_seq = topics.last_seq
      RETURNING topic, last_seq";
 
-/// Keys stored as events, or remembered after their events were pruned (retention moves a key
-/// from `events` to `kept_keys` while holding its topic's row, so a batch holding the topic
-/// sees it in exactly one of them).
+/// Keys stored as events, or remembered after their events were pruned (retention moves keys
+/// from `events` to `kept_keys` in one statement, so this one statement's snapshot sees each in
+/// exactly one of them).
 const STORED_KEYS: &str = "SELECT e.topic, e.event_id
      FROM unnest($1::bytea[], $2::bytea[]) AS k(topic, event_id)
      JOIN events e ON e.topic = k.topic AND e.event_id = k.event_id

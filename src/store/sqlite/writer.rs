@@ -9,7 +9,7 @@ use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
 use crate::retention::{
-    Horizons, MIN_STEP_EVENTS, Progress, Retention, next_step_events, plan_step,
+    Horizons, MIN_STEP_EVENTS, Progress, Retention, STEP_BUDGET, next_step_events, plan_step,
 };
 use crate::store::{StoreError, Totals};
 
@@ -259,7 +259,7 @@ impl SqliteWriter {
         let started = std::time::Instant::now();
         let step = self.step_events;
         let more = self.maintain_step(retention, now_ms, step)?;
-        self.step_events = next_step_events(step, started.elapsed());
+        self.step_events = next_step_events(step, started.elapsed(), STEP_BUDGET);
         Ok(more)
     }
 
