@@ -14,6 +14,7 @@ pub mod server;
 mod stats;
 mod stream;
 mod topics;
+mod unread_body;
 
 use std::sync::Arc;
 

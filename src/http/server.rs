@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn_io::{GuardedIo, Pressure};
 use super::error::ApiError;
+use super::unread_body;
 
 /// Largest read buffer of one connection. hyper's default (~400 KB) let every connection
 /// buffer most of a large body before its handler ran; bodies are read in chunks anyway.
@@ -157,9 +158,11 @@ async fn serve_connection(
     let served = AtomicUsize::new(0);
     let counted = hyper::service::service_fn(move |request| {
         let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS_PER_CONNECTION;
+        let (request, body) = unread_body::track(request);
         let reply = hyper::service::Service::call(&service, request);
         async move {
             let mut response = reply.await?;
+            unread_body::close_if_unread(&mut response, &body);
             if last {
                 response
                     .headers_mut()

@@ -330,3 +330,42 @@ async fn unknown_content_encodings_and_charsets_other_than_utf8_are_415() {
     assert_eq!(identity.status(), 200);
     app.stop().await;
 }
+
+/// A refusal sent before the body was read (here 415 on a 2 MB body) says `Connection: close`,
+/// so a client's connection pool does not send its next request on a connection the server is
+/// closing; replies to requests whose body was read keep the connection. A client reusing one
+/// connection for everything then never sees a reset.
+#[tokio::test]
+async fn a_reply_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let url = format!("{}/publish", app.address);
+    for round in 0..20 {
+        let refused = client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(vec![b'a'; 2 << 20])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(refused.status(), 415);
+        assert_eq!(refused.headers()["connection"], "close");
+        let accepted = client
+            .post(&url)
+            .json(&event("t", &format!("e-{round}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(accepted.status(), 200);
+        assert!(accepted.headers().get("connection").is_none());
+        let stats = client
+            .get(format!("{}/stats", app.address))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(stats.status(), 200);
+    }
+}
