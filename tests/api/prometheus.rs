@@ -128,7 +128,11 @@ async fn every_dashboard_query_returns_data_and_scraped_counters_equal_stats() {
         );
         return;
     };
-    let app = TestApp::spawn().await;
+    // With a retention nothing reaches (1 h), so the retention panel has data too.
+    let app = TestApp::builder()
+        .config(|c| c.store.retention = Some(Duration::from_secs(3600)))
+        .spawn()
+        .await;
     let target = app.address.trim_start_matches("http://").to_string();
     let prometheus = start_prometheus(&binary, &target).await;
 
