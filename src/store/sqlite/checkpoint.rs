@@ -22,8 +22,12 @@ use rusqlite::Connection;
 
 /// Shortest time between two background checkpoints.
 const MIN_INTERVAL: Duration = Duration::from_millis(200);
-/// Past this WAL size the background thread restarts the WAL.
-const RESTART_AT_WAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Past this WAL size the background thread restarts the WAL; a restarted WAL file is cut
+/// back to this size (`journal_size_limit`), so the file's size tracks what it holds.
+pub(super) const RESTART_AT_WAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Past this WAL size background work (retention) waits for the checkpointer to catch up, so
+/// it never drives the WAL to `MAX_WAL_BYTES` and a foreground checkpoint under publishes.
+pub(super) const BACKGROUND_WORK_MAX_WAL_BYTES: u64 = 2 * RESTART_AT_WAL_BYTES;
 /// Past this WAL size the writer checkpoints in the foreground.
 pub(super) const MAX_WAL_BYTES: u64 = 512 * 1024 * 1024;
 

@@ -97,8 +97,9 @@ pub(super) fn configure(conn: &mut Connection, options: &WriterOptions) -> rusql
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA cache_size = -{cache}; PRAGMA wal_autocheckpoint = 0; \
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = {wal_limit};",
         cache = options.page_cache_kib.max(64),
+        wal_limit = super::checkpoint::RESTART_AT_WAL_BYTES,
     ))
 }
 

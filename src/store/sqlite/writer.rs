@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::checkpoint::{Checkpointer, MAX_WAL_BYTES};
+use super::checkpoint::{BACKGROUND_WORK_MAX_WAL_BYTES, Checkpointer, MAX_WAL_BYTES};
 use super::{WriterOptions, schema};
 use crate::event::Event;
 use crate::retention::{
@@ -256,6 +256,12 @@ impl SqliteWriter {
     /// gives freed pages back. Returns whether more is due now; the caller runs the next step
     /// after a pause and the pending commits.
     pub fn maintain(&mut self, retention: &Retention, now_ms: i64) -> Result<bool, StoreError> {
+        if self.checkpointer.wal_bytes() > BACKGROUND_WORK_MAX_WAL_BYTES {
+            // Let the checkpointer catch up first: a WAL driven to its bound is checkpointed
+            // in the foreground, and publishes would wait for it.
+            self.checkpointer.nudge();
+            return Ok(true);
+        }
         let started = std::time::Instant::now();
         let step = self.step_events;
         let more = self.maintain_step(retention, now_ms, step)?;
@@ -479,6 +485,7 @@ fn sql_int(value: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::checkpoint::RESTART_AT_WAL_BYTES;
     use super::*;
     use crate::store::Durability;
 
@@ -502,6 +509,45 @@ mod tests {
     fn durability_levels_set_the_sqlite_synchronous_mode() {
         assert_eq!(synchronous(Durability::Process), 1);
         assert_eq!(synchronous(Durability::Power), 2);
+    }
+
+    /// After a burst grew the WAL past the size the checkpointer restarts at, the file is cut
+    /// back once the WAL restarts: otherwise its size would stay at the burst's peak for the
+    /// life of the process, and past `MAX_WAL_BYTES` every size check would checkpoint in the
+    /// foreground.
+    #[test]
+    fn a_restarted_wal_is_cut_back_to_the_restart_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            durability: Durability::Process,
+            page_cache_kib: 1024,
+            retention: None,
+        };
+        let path = dir.path().join("p.db");
+        let writer = SqliteWriter::open(&path, &options).unwrap();
+        let wal = || {
+            std::fs::metadata(dir.path().join("p.db-wal"))
+                .unwrap()
+                .len()
+        };
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TABLE burst (b BLOB);
+                 BEGIN;
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80)
+                 INSERT INTO burst SELECT zeroblob(1048576) FROM n;
+                 COMMIT;",
+            )
+            .unwrap();
+        let peak = wal();
+        assert!(peak > RESTART_AT_WAL_BYTES, "{peak}");
+        writer
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            .unwrap();
+        writer.conn.execute("DELETE FROM burst", []).unwrap();
+        assert!(wal() <= RESTART_AT_WAL_BYTES, "{} after {peak}", wal());
     }
 
     #[test]
