@@ -489,13 +489,17 @@ mod tests {
     use super::*;
     use crate::store::Durability;
 
-    fn synchronous(durability: Durability) -> i64 {
-        let dir = tempfile::tempdir().unwrap();
-        let options = WriterOptions {
+    fn options(durability: Durability) -> WriterOptions {
+        WriterOptions {
             durability,
             page_cache_kib: 1024,
             retention: None,
-        };
+        }
+    }
+
+    fn synchronous(durability: Durability) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = options(durability);
         let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         writer
             .conn
@@ -518,11 +522,7 @@ mod tests {
     #[test]
     fn a_restarted_wal_is_cut_back_to_the_restart_size() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WriterOptions {
-            durability: Durability::Process,
-            page_cache_kib: 1024,
-            retention: None,
-        };
+        let options = options(Durability::Process);
         let path = dir.path().join("p.db");
         let writer = SqliteWriter::open(&path, &options).unwrap();
         let wal = || {
@@ -553,11 +553,7 @@ mod tests {
     #[test]
     fn journal_mode_is_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WriterOptions {
-            durability: Durability::Process,
-            page_cache_kib: 1024,
-            retention: None,
-        };
+        let options = options(Durability::Process);
         let writer = SqliteWriter::open(&dir.path().join("p.db"), &options).unwrap();
         let mode: String = writer
             .conn
