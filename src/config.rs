@@ -251,7 +251,8 @@ pub struct StoreArgs {
     pub min_free_disk_mib: u64,
 
     /// Events committed longer ago are pruned in the background (event gone, key kept):
-    /// `30s`, `12h`, `7d`, ... [default: keep forever]. SQLite store only, for now.
+    /// `30s`, `12h`, `7d`, ... [default: keep forever]. Both stores; give every PostgreSQL
+    /// replica the same setting.
     #[arg(long, env = "AGG_RETENTION", value_parser = crate::retention::parse_duration)]
     pub retention: Option<Duration>,
 
