@@ -235,19 +235,13 @@ enum Measure {
     /// A subscriber that never reads, on a topic of ~50 MB: the service's RSS growth (MiB) until
     /// it is disconnected; the seconds to the disconnect are kept for a later row.
     Stalled,
-    /// The load `load` of `plan` against a copy of the prefilled 1M-event store (the one row
-    /// 13h reads), started with `--retention 2s` when `prune`, so that the whole store is
-    /// pruned while the load runs (the load starts once pruning has begun); keeps the events
-    /// pruned during the load.
+    /// The load `load` of `plan` against a copy of the prefilled 1M-event store of `engine`
+    /// (SQLite: the one row 13h reads; PostgreSQL: one replica on a copy of a database
+    /// prefilled with as many events, one-off per run), started with `--retention 2s` when
+    /// `prune`, so that the whole store is pruned while the load runs (the load starts once
+    /// pruning has begun); keeps the events pruned during the load.
     Pruning {
-        plan: PlanKind,
-        load: LoadShape,
-        prune: bool,
-        figure: Figure,
-    },
-    /// The same on PostgreSQL: the load against one replica on a copy of a database prefilled
-    /// with the catch-up store's count of events (one-off per run).
-    PgPruning {
+        engine: Engine,
         plan: PlanKind,
         load: LoadShape,
         prune: bool,
@@ -269,6 +263,16 @@ enum Measure {
     CpuPerEventOf(&'static str),
     /// Request body bytes per event of an earlier row's plan.
     WireBytesPerEventOf(&'static str),
+}
+
+/// The groups of the retention rows.
+const RETENTION: &[&str] = &["all", "retention"];
+
+/// Which store a row runs on.
+#[derive(Clone, Copy)]
+enum Engine {
+    Sqlite,
+    Postgres,
 }
 
 /// Which quantile a row reports.
@@ -387,13 +391,79 @@ fn on_history(plan: PlanKind, flags: &'static [&'static str]) -> Measure {
 }
 
 /// Every row, in the order they run and print. Later rows may refer to earlier ones.
+/// Rows 14a-f (SQLite) and 14m-r (PostgreSQL), ids in that order: batch ingest into a 1M-event
+/// store without and while pruning it, the events pruned meanwhile; the same for the publish
+/// p99 of single events open loop (at 50% of 3b on SQLite, 25% on PostgreSQL, whose
+/// single-event ceiling is near 3b's half).
+fn pruning_rows(engine: Engine, ids: [&'static str; 6]) -> Vec<Scenario> {
+    use Figure::{EventsPerSecond, LatencyP99};
+    let (on, single) = match engine {
+        Engine::Sqlite => ("", HALF_LOAD),
+        Engine::Postgres => ("PostgreSQL: ", QUARTER_LOAD),
+    };
+    let share = single.rate_of_3b.unwrap_or(1.0) * 100.0;
+    let pruning = |plan, load, prune, figure| Measure::Pruning {
+        engine,
+        plan,
+        load,
+        prune,
+        figure,
+    };
+    let while_pruning = format!("{on}the same while --retention 2s prunes the 1M events");
+    vec![
+        row(
+            ids[0],
+            &format!("{on}batch ingest into a copy of the 1M-event store, no retention"),
+            RETENTION,
+            pruning(PlanKind::ScaleBatch, CLOSED_BATCH, false, EventsPerSecond),
+            Target::None,
+        ),
+        row(
+            ids[1],
+            &while_pruning,
+            RETENTION,
+            pruning(PlanKind::ScaleBatch, CLOSED_BATCH, true, EventsPerSecond),
+            Target::Ratio(ids[0]),
+        ),
+        row(
+            ids[2],
+            &format!("events pruned during {}'s load", ids[1]),
+            RETENTION,
+            Measure::Kept(ids[1], "events"),
+            Target::None,
+        ),
+        row(
+            ids[3],
+            &format!(
+                "{on}publish p99, single events open loop at {share:.0}% of 3b, 1M store, no retention"
+            ),
+            RETENTION,
+            pruning(PlanKind::Single, single, false, LatencyP99),
+            Target::None,
+        ),
+        row(
+            ids[4],
+            &while_pruning,
+            RETENTION,
+            pruning(PlanKind::Single, single, true, LatencyP99),
+            Target::AtMostTimes(ids[3], 2.0),
+        ),
+        row(
+            ids[5],
+            &format!("events pruned during {}'s load", ids[4]),
+            RETENTION,
+            Measure::Kept(ids[4], "events"),
+            Target::None,
+        ),
+    ]
+}
+
 fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
     use Figure::*;
     use PlanKind::*;
     const ALL: &[&str] = &["all"];
     const CORE: &[&str] = &["all", "core"];
     const SCALE: &[&str] = &["all", "scale"];
-    const RETENTION: &[&str] = &["all", "retention"];
     // Minutes of load: only when asked for (`E2E_ROWS=steady` or `E2E_ROWS=14l`).
     const STEADY: &[&str] = &["steady"];
     let mut rows = vec![
@@ -744,130 +814,16 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Measure::Kept("13i", "s"),
             Target::AtMost(15.0),
         ),
-        row(
-            "14a",
-            "batch ingest into a copy of the 1M-event store, no retention",
-            RETENTION,
-            Measure::Pruning {
-                plan: PlanKind::ScaleBatch,
-                load: CLOSED_BATCH,
-                prune: false,
-                figure: EventsPerSecond,
-            },
-            Target::None,
-        ),
-        row(
-            "14b",
-            "the same while --retention 2s prunes the 1M events",
-            RETENTION,
-            Measure::Pruning {
-                plan: PlanKind::ScaleBatch,
-                load: CLOSED_BATCH,
-                prune: true,
-                figure: EventsPerSecond,
-            },
-            Target::Ratio("14a"),
-        ),
-        row(
-            "14c",
-            "events pruned during 14b's load",
-            RETENTION,
-            Measure::Kept("14b", "events"),
-            Target::None,
-        ),
-        row(
-            "14d",
-            "publish p99, single events open loop at 50% of 3b, 1M store, no retention",
-            RETENTION,
-            Measure::Pruning {
-                plan: PlanKind::Single,
-                load: HALF_LOAD,
-                prune: false,
-                figure: LatencyP99,
-            },
-            Target::None,
-        ),
-        row(
-            "14e",
-            "the same while --retention 2s prunes the 1M events",
-            RETENTION,
-            Measure::Pruning {
-                plan: PlanKind::Single,
-                load: HALF_LOAD,
-                prune: true,
-                figure: LatencyP99,
-            },
-            Target::AtMostTimes("14d", 2.0),
-        ),
-        row(
-            "14f",
-            "events pruned during 14e's load",
-            RETENTION,
-            Measure::Kept("14e", "events"),
-            Target::None,
-        ),
-        row(
-            "14m",
-            "PostgreSQL: batch ingest into a copy of a 1M-event store, no retention",
-            RETENTION,
-            Measure::PgPruning {
-                plan: PlanKind::ScaleBatch,
-                load: CLOSED_BATCH,
-                prune: false,
-                figure: EventsPerSecond,
-            },
-            Target::None,
-        ),
-        row(
-            "14n",
-            "PostgreSQL: the same while --retention 2s prunes the 1M events",
-            RETENTION,
-            Measure::PgPruning {
-                plan: PlanKind::ScaleBatch,
-                load: CLOSED_BATCH,
-                prune: true,
-                figure: EventsPerSecond,
-            },
-            Target::Ratio("14m"),
-        ),
-        row(
-            "14o",
-            "events pruned during 14n's load",
-            RETENTION,
-            Measure::Kept("14n", "events"),
-            Target::None,
-        ),
-        row(
-            "14p",
-            "PostgreSQL: publish p99, single events open loop at 25% of 3b, 1M store, no retention",
-            RETENTION,
-            Measure::PgPruning {
-                plan: PlanKind::Single,
-                load: QUARTER_LOAD,
-                prune: false,
-                figure: LatencyP99,
-            },
-            Target::None,
-        ),
-        row(
-            "14q",
-            "PostgreSQL: the same while --retention 2s prunes the 1M events",
-            RETENTION,
-            Measure::PgPruning {
-                plan: PlanKind::Single,
-                load: QUARTER_LOAD,
-                prune: true,
-                figure: LatencyP99,
-            },
-            Target::AtMostTimes("14p", 2.0),
-        ),
-        row(
-            "14r",
-            "events pruned during 14q's load",
-            RETENTION,
-            Measure::Kept("14q", "events"),
-            Target::None,
-        ),
+    ];
+    rows.extend(pruning_rows(
+        Engine::Sqlite,
+        ["14a", "14b", "14c", "14d", "14e", "14f"],
+    ));
+    rows.extend(pruning_rows(
+        Engine::Postgres,
+        ["14m", "14n", "14o", "14p", "14q", "14r"],
+    ));
+    rows.extend([
         row(
             "14g",
             "bytes on disk per remembered key once all 1M events are pruned",
@@ -950,7 +906,7 @@ fn scenarios(compare: Option<&Path>) -> Vec<Scenario> {
             Measure::PeakRssOf("8a"),
             Target::AtMostIfOverloaded(150.0),
         ),
-    ];
+    ]);
     if let Some(other) = compare {
         let versus = |id: &'static str, name: &str, plan, load, figure, of| {
             row(
@@ -1080,6 +1036,20 @@ struct Bench {
 
 impl Bench {
     /// Events in the prefilled store rows 13h and 14 read (1M at full scale).
+    /// A new copy of the PostgreSQL database rows 14m-r prune (prefilled once per run, on a
+    /// server of the run's own); `None` when no PostgreSQL server can run here.
+    fn pg_prefilled_copy(&mut self) -> Option<String> {
+        if self.pg_prefilled.is_none() {
+            let server = pg::private("e2e rows 14m-r (PostgreSQL retention)")?;
+            let template = self
+                .runtime
+                .block_on(prefill_postgres(&server, self.catch_up_events()));
+            self.pg_prefilled = Some((server, template));
+        }
+        let (server, template) = self.pg_prefilled.as_ref()?;
+        Some(server.copy_database(template))
+    }
+
     /// Rows 14a-f, 14m-r: `load` against a service on `dir` (with `flags`, and `--retention 2s`
     /// when `prune`), once pruning has begun; keeps the events pruned during the load.
     #[allow(clippy::too_many_arguments, reason = "one row's settings")]
@@ -1309,36 +1279,26 @@ impl Bench {
             }
             Measure::Kept(row, _) => self.follow_up.get(row).copied().unwrap_or(f64::NAN),
             Measure::Pruning {
+                engine,
                 plan,
                 load,
                 prune,
                 figure,
             } => {
                 let dir = self.work.path().join(scenario.id);
-                copy_dir(&prefilled_store(self.catch_up_events(), "catch-up"), &dir);
-                self.load_while_pruning(scenario.id, &dir, &[], *plan, *load, *prune, *figure)
-            }
-            Measure::PgPruning {
-                plan,
-                load,
-                prune,
-                figure,
-            } => {
-                if self.pg_prefilled.is_none() {
-                    let Some(server) = pg::private("e2e rows 14m-r (PostgreSQL retention)") else {
-                        return;
-                    };
-                    let template = self
-                        .runtime
-                        .block_on(prefill_postgres(&server, self.catch_up_events()));
-                    self.pg_prefilled = Some((server, template));
-                }
-                let Some((server, template)) = &self.pg_prefilled else {
-                    return;
+                let store = match engine {
+                    Engine::Sqlite => {
+                        copy_dir(&prefilled_store(self.catch_up_events(), "catch-up"), &dir);
+                        Vec::new()
+                    }
+                    Engine::Postgres => {
+                        let Some(url) = self.pg_prefilled_copy() else {
+                            return;
+                        };
+                        vec!["--store".to_string(), url]
+                    }
                 };
-                let url = server.copy_database(template);
-                let dir = self.work.path().join(scenario.id);
-                let store = ["--store", url.as_str()];
+                let store: Vec<&str> = store.iter().map(String::as_str).collect();
                 self.load_while_pruning(scenario.id, &dir, &store, *plan, *load, *prune, *figure)
             }
             Measure::KeyBytes => {
@@ -1461,7 +1421,7 @@ impl Bench {
             Measure::IdleSubscriberRss { .. } => "KiB/subscriber",
             Measure::FanOut { .. } => "events/s",
             Measure::Kept(_, unit) => unit,
-            Measure::Pruning { figure, .. } | Measure::PgPruning { figure, .. } => figure.unit(),
+            Measure::Pruning { figure, .. } => figure.unit(),
             Measure::KeyBytes => "bytes/key",
             Measure::BackupDuringLoad => "events/s",
             Measure::SteadyRetention { .. } => "× of the size after the first window",

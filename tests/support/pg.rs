@@ -72,6 +72,16 @@ fn find_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no server under /usr/lib/postgresql/*/bin".into())
 }
 
+/// A database name no other database of this process has.
+fn new_database_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "agg_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A TCP port free on 127.0.0.1 right now (for a server that cannot be handed a listener).
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -247,12 +257,7 @@ impl PgServer {
 
     /// A new, empty database; returns its URL.
     pub(crate) fn create_database(&self) -> String {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "agg_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = new_database_name();
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(&name)
     }
@@ -261,14 +266,12 @@ impl PgServer {
     /// URL.
     #[allow(dead_code, reason = "used by the benchmark only")]
     pub(crate) fn copy_database(&self, template: &str) -> String {
-        let url = self.create_database();
-        let name = url.rsplit('/').next().unwrap().to_string();
-        self.psql("postgres", &format!("DROP DATABASE {name}"));
+        let name = new_database_name();
         self.psql(
             "postgres",
             &format!("CREATE DATABASE {name} TEMPLATE {template}"),
         );
-        url
+        self.url(&name)
     }
 
     pub(crate) fn url(&self, database: &str) -> String {
