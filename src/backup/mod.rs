@@ -3,7 +3,12 @@
 //! transaction (`store::sqlite::backup`), then the manifest; `serve --data-dir DIR` starts from
 //! the copy with the same events, `seq`s, counters and dedup keys. Every event acknowledged
 //! before the backup started is in it (each partition's snapshot begins after that). `DIR` must
-//! not exist or be empty; on a failure, what was written is removed.
+//! not exist or be empty, and must not be inside the data dir.
+//!
+//! Atomic: everything is written into a hidden folder beside `DIR` (`.DIR.partial-<pid>`), the
+//! manifest last, synced, and renamed to `DIR` only once complete. A backup killed at any point
+//! leaves no `DIR` (only the partial folder, which `serve` refuses: it has partition files and
+//! no manifest); a failed one removes its partial folder.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,16 +50,16 @@ pub fn run(args: &BackupArgs, mut progress: impl FnMut(&str)) -> anyhow::Result<
             args.data_dir.display()
         )
     })?;
-    prepare_out(&args.out)?;
+    check_out(&args.out, &args.data_dir)?;
+    let partial = partial_dir(&args.out)?;
+    std::fs::create_dir(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     let started = Instant::now();
-    let result = copy_all(&databases, &manifest, &args.out, &mut progress);
+    let result = copy_all(&databases, &manifest, &partial, &mut progress)
+        .and_then(|copied| publish(&partial, &args.out).map(|()| copied));
     if result.is_err() {
         // Leave nothing that looks like a backup.
-        for database in &databases {
-            if let Some(name) = database.file_name() {
-                let _ = std::fs::remove_file(args.out.join(name));
-            }
-        }
+        let _ = std::fs::remove_dir_all(&partial);
     }
     let (events, bytes) = result?;
     Ok(Summary {
@@ -65,8 +70,9 @@ pub fn run(args: &BackupArgs, mut progress: impl FnMut(&str)) -> anyhow::Result<
     })
 }
 
-/// `out` must not exist or be an empty directory; it is created.
-fn prepare_out(out: &Path) -> anyhow::Result<()> {
+/// `out` must not exist or be an empty directory, and must not lie inside the data dir (the
+/// service would find a second set of partition files there, and a backup of a backup grows).
+fn check_out(out: &Path, data_dir: &Path) -> anyhow::Result<()> {
     match std::fs::read_dir(out) {
         Ok(mut entries) => anyhow::ensure!(
             entries.next().is_none(),
@@ -76,7 +82,59 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot use {}", out.display())),
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot use {}", data_dir.display()))?;
+    let parent = absolute_parent(out)?;
+    anyhow::ensure!(
+        !parent.starts_with(&data_dir),
+        "{} is inside the data dir {}; write the backup somewhere else (nothing was written)",
+        out.display(),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+/// The folder `out` will be in, resolved (it must exist).
+fn absolute_parent(out: &Path) -> anyhow::Result<PathBuf> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent
+        .canonicalize()
+        .with_context(|| format!("cannot use {} (its folder must exist)", out.display()))
+}
+
+/// The hidden folder beside `out` that a backup is written into before it is renamed.
+fn partial_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("{} does not name a folder", out.display()))?;
+    Ok(absolute_parent(out)?.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Makes the complete copy visible under its name: a rename (over an empty `out`, which
+/// rename(2) allows for directories), then the parent synced so the rename survives a crash.
+fn publish(partial: &Path, out: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(partial)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync {}", partial.display()))?;
+    std::fs::rename(partial, out).with_context(|| {
+        format!(
+            "cannot rename the finished copy {} to {}",
+            partial.display(),
+            out.display()
+        )
+    })?;
+    let parent = absolute_parent(out)?;
+    std::fs::File::open(&parent)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync {}", parent.display()))
 }
 
 fn copy_all(
@@ -91,7 +149,17 @@ fn copy_all(
             .file_name()
             .context("a database without a file name")?;
         let started = Instant::now();
-        let copied = backup::copy_database(database, &out.join(name))?;
+        let target = out.join(name);
+        let copied = backup::copy_database(database, &target).with_context(|| {
+            format!(
+                "cannot copy {} into {}",
+                database.display(),
+                target.display()
+            )
+        })?;
+        std::fs::File::open(&target)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("cannot sync {}", target.display()))?;
         events += copied.events;
         bytes += copied.bytes;
         progress(&format!(

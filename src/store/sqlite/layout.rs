@@ -68,6 +68,12 @@ pub enum LayoutError {
         expected: String,
         problem: String,
     },
+    #[error(
+        "data dir {path} holds partition files ({found}) but no manifest ({META_FILE}): it is not \
+         a complete data dir (a backup killed part-way leaves such a folder), and starting on it \
+         would accept again the ids its missing data held. Use a complete backup; refusing to start"
+    )]
+    NoManifest { path: PathBuf, found: String },
 }
 
 /// One partition database as the manifest records it.
@@ -154,6 +160,13 @@ impl DataDir {
                 meta.partitions
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let found = partition_like_files(root).map_err(io)?;
+                if !found.is_empty() {
+                    return Err(LayoutError::NoManifest {
+                        path: root.into(),
+                        found: found.join(", "),
+                    });
+                }
                 let partitions = requested.unwrap_or(first_start_default).max(1);
                 write_atomically(
                     &meta_path,
@@ -236,6 +249,23 @@ impl DataDir {
     }
 }
 
+/// Files of `root` that only a data dir with a manifest should hold (databases, their journals),
+/// sorted, at most a few named.
+fn partition_like_files(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut found: Vec<String> = fs::read_dir(root)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("partition-"))
+        .collect();
+    found.sort();
+    if found.len() > 4 {
+        let more = found.len() - 3;
+        found.truncate(3);
+        found.push(format!("and {more} more"));
+    }
+    Ok(found)
+}
+
 /// What a data dir holds, read without taking its lock (a running service keeps it): the
 /// manifest's path and the partition databases' paths. For `backup`.
 pub fn partition_files(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), LayoutError> {
@@ -300,6 +330,17 @@ mod tests {
             err.to_string()
                 .contains("created with 3 partitions, but 4 were requested")
         );
+    }
+
+    #[test]
+    fn partition_files_without_a_manifest_are_refused_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("partition-000.db"), b"").unwrap();
+        fs::write(dir.path().join("partition-000.db-journal"), b"").unwrap();
+        let err = DataDir::open(dir.path(), None, 2).unwrap_err();
+        assert!(matches!(err, LayoutError::NoManifest { .. }), "{err}");
+        assert!(err.to_string().contains("partition-000.db"), "{err}");
+        assert!(!dir.path().join(META_FILE).exists(), "no manifest written");
     }
 
     #[test]
