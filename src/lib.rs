@@ -15,6 +15,7 @@
 //! - [`import`]: `uts-aggregator import-seed`, the prototype's events into a running service.
 //! - [`consume`]: `uts-aggregator consume`, a checking follower of `GET /events/stream`.
 //! - [`backup`]: `uts-aggregator backup`, a consistent copy of a SQLite data dir.
+//! - [`clock`]: the clock commit times are read from (wall time anchored once, never steps).
 //! - [`retention`]: the rules of `--retention` / `--dedup-window`, and durations.
 //! - [`disk`]: the data dir's free space and sizes; the low-space guard.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
@@ -32,6 +33,7 @@
 
 pub mod backup;
 pub(crate) mod budget;
+pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod dedup;

@@ -8,13 +8,14 @@
 //! - Commit times are kept coarsely, as *marks*: every [`MARK_EVERY`] the writer records "every
 //!   position up to P was committed by time T" (T taken after those commits). An event is pruned
 //!   once a mark covering it is older than the retention, so it goes at most [`MARK_EVERY`]
-//!   plus one maintenance interval late, and never early.
+//!   plus one maintenance interval late, and never early. "Now" and the marks come from
+//!   `crate::clock`, which does not follow steps of the wall clock (Guarantee 8).
 //! - The work is done in steps, each its own short transaction between the partition's
 //!   commits, sized to take about [`STEP_BUDGET`] (from [`MIN_STEP_EVENTS`] to
 //!   [`MAX_STEP_EVENTS`] events) with a pause four times as long after it: a publish waits
 //!   for at most one step, and pruning takes at most about a fifth of the writer's time.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often a partition records a commit-time mark (and looks for events to prune).
 pub const MARK_EVERY: Duration = Duration::from_secs(1);
@@ -148,16 +149,13 @@ impl Retention {
     }
 }
 
-/// Unix milliseconds now.
+/// Unix milliseconds now, from the clock that never steps (`crate::clock`): a step of the
+/// wall clock never prunes an event or forgets a key early.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, duration_ms)
+    crate::clock::now_ms()
 }
 
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::clock::duration_ms;
 
 /// A duration as the flags take it: a positive integer with unit `s`, `m`, `h` or `d`
 /// (`30s`, `12h`, `7d`).

@@ -5,6 +5,7 @@ mod attacks;
 mod backup;
 mod bad_input;
 mod cli;
+mod clock;
 mod concurrency;
 mod crash;
 mod disk;

@@ -92,6 +92,13 @@ impl SqliteWriter {
         let auto_vacuum: i64 = conn
             .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
             .map_err(sqlite)?;
+        let newest_mark: Option<i64> = conn
+            .query_row("SELECT max(at) FROM commit_marks", [], |r| r.get(0))
+            .map_err(sqlite)?;
+        // A clock stepped back while the service was down never makes marks go backwards.
+        if let Some(at) = newest_mark {
+            crate::clock::not_before(at);
+        }
         let checkpointer = Checkpointer::spawn(path).map_err(|source| StoreError::Io {
             path: path_str.clone(),
             source,
