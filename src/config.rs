@@ -117,6 +117,12 @@ pub struct HttpArgs {
     #[arg(long, env = "AGG_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
+    /// Streams, long polls and consumer waits held at once [default: half of
+    /// --max-connections]. Past it a new one gets 503 + Retry-After at once, so readers can
+    /// never take the connection slots publishes and health checks need.
+    #[arg(long, env = "AGG_MAX_READERS")]
+    pub max_readers: Option<usize>,
+
     /// Seconds between `: keep-alive` comments on a quiet GET /events/stream.
     #[arg(long, env = "AGG_STREAM_KEEP_ALIVE_SECS", default_value_t = DEFAULT_STREAM_KEEP_ALIVE_SECS)]
     pub stream_keep_alive_secs: u64,
@@ -354,7 +360,16 @@ impl Config {
             access_log: http.access_log,
             stream_write_timeout: Duration::from_secs(http.write_timeout_secs.max(1)),
             stream_keep_alive: Duration::from_secs(http.stream_keep_alive_secs.max(1)),
+            max_readers: self.max_readers(),
         }
+    }
+
+    /// `--max-readers`, or half the connection cap (at least 1).
+    pub fn max_readers(&self) -> usize {
+        self.http
+            .max_readers
+            .unwrap_or(self.http.max_connections / 2)
+            .max(1)
     }
 }
 

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 503 + `Retry-After`: too many `/events` responses are in flight.
     #[error("too many reads in progress, retry later")]
     ReadsBusy,
+    /// 503 + `Retry-After`: every reader slot (`--max-readers`) holds a stream or long poll.
+    #[error("too many streams and long polls open (--max-readers {0}), retry later")]
+    ReadersFull(usize),
     /// 503 + `Retry-After`: the data dir's file system is below `--min-free-disk-mib`.
     #[error("{0}")]
     LowDisk(String),
@@ -86,6 +89,7 @@ impl ApiError {
             | Self::StoreUnavailable { .. }
             | Self::TooManyConnections
             | Self::ReadsBusy
+            | Self::ReadersFull(_)
             | Self::LowDisk(_)
             | Self::PartitionLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +103,7 @@ impl ApiError {
             | Self::StoreUnavailable { .. }
             | Self::TooManyConnections
             | Self::ReadsBusy
+            | Self::ReadersFull(_)
             | Self::PartitionLost => Some(1),
             Self::LowDisk(_) => Some(crate::disk::RETRY_AFTER_SECS),
             _ => None,

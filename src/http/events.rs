@@ -35,35 +35,37 @@ fn parse_seq(raw: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
-/// Long poll: returns once `topic` has an event after `after`, or `wait` has passed, or
-/// shutdown began (the caller then reads what there is, possibly nothing).
+/// Long poll: returns `true` once `topic` has an event after `after`; `false` when `wait` has
+/// passed or shutdown began with none (the caller answers `[]` without reading again). Only
+/// commits of `topic` wake it (see `ingest::TopicWait`), so idle polls of a quiet topic cost
+/// a busy topic on the same partition nothing.
 async fn wait_for_event(
     state: &AppState,
     topic: &str,
     after: i64,
     wait: Duration,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let partition = partition_of(topic, state.store.partitions());
-    let mut commits = state.ingest.partitions()[partition].commits();
+    let mut commits = state.ingest.partitions()[partition].topic_commits(topic);
     let probe = PageLimit {
         max_events: 1,
         max_bytes: 1,
     };
     loop {
-        commits.borrow_and_update();
+        commits.mark_seen();
         let found = state
             .store
             .topic_page(partition, topic, after, probe)
             .await
             .map_err(read_failed)?;
         if !found.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         tokio::select! {
-            changed = commits.changed() => if changed.is_err() { return Ok(()) },
-            () = tokio::time::sleep_until(deadline) => return Ok(()),
-            () = state.shutdown_begun() => return Ok(()),
+            () = commits.changed() => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(false),
+            () = state.shutdown_begun() => return Ok(false),
         }
     }
 }
@@ -117,8 +119,12 @@ pub(super) async fn list(
                 ApiError::BadRequest("wait needs a topic (a long poll follows one topic)".into())
             })?;
         let after = parse_seq(params.get("after").map(String::as_str))?;
+        // A reader slot for the wait (Guarantee 7): past --max-readers, 503 at once.
+        let _reader = state.readers.enter()?;
         // Waits before taking any read budget, so idle long polls hold no page memory.
-        wait_for_event(&state, topic, after, Duration::from_secs(wait)).await?;
+        if !wait_for_event(&state, topic, after, Duration::from_secs(wait)).await? {
+            return Ok(charged_json(b"[]".to_vec(), state.read_budget.empty()));
+        }
     }
     let limit = PageLimit {
         max_events: max_events + 1,

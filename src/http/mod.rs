@@ -10,6 +10,7 @@ pub mod low_priority;
 mod openapi;
 mod publish;
 mod query;
+mod readers;
 pub mod server;
 mod stats;
 mod stream;
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::stats::{ServiceStats, Snapshot};
 use crate::store::Store;
 use error::ApiError;
+use readers::ReaderSlots;
 
 pub use events::MAX_PAGE;
 pub(crate) use publish::PARSE_BYTES_PER_BODY_BYTE;
@@ -59,6 +61,8 @@ pub struct HttpLimits {
     pub stream_write_timeout: std::time::Duration,
     /// A quiet stream gets a `: keep-alive` comment this often.
     pub stream_keep_alive: std::time::Duration,
+    /// Streams and long polls held at once (`--max-readers`).
+    pub max_readers: usize,
 }
 
 /// Memory budgets of the HTTP layer, in bytes.
@@ -84,6 +88,8 @@ pub struct AppState {
     pub body_budget: MemoryBudget,
     /// `/events` pages until written (`--max-inflight-read-mib`).
     pub read_budget: MemoryBudget,
+    /// Streams and long polls (`--max-readers`).
+    pub readers: ReaderSlots,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     /// True once shutdown began; long-lived responses (streams, long polls) watch it.
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -104,6 +110,7 @@ impl AppState {
         Self {
             body_budget: MemoryBudget::new(budgets.inflight_body_bytes),
             read_budget: MemoryBudget::new(budgets.inflight_read_bytes),
+            readers: ReaderSlots::new(limits.max_readers),
             ingest,
             store,
             service_stats: ServiceStats::new(),

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
 use super::{AppState, query};
-use crate::ingest::{CommitMark, partition_of};
+use crate::ingest::{CommitMark, TopicWait, partition_of};
 use crate::store::{PageLimit, StoredEvent};
 
 /// Frames waiting for a subscriber's connection.
@@ -98,9 +98,14 @@ pub(super) async fn stream(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
+    // A reader slot for the stream's life (Guarantee 7): past --max-readers, 503 at once.
+    let slot = state.readers.enter()?;
     let (frames, rx) = mpsc::channel::<Bytes>(BUFFERED_FRAMES);
     // Reads and serialisation at a lower priority than publishing (see `low_priority`).
-    super::low_priority::spawn(feed(state.clone(), follow, frames));
+    super::low_priority::spawn(async move {
+        feed(state.clone(), follow, frames).await;
+        drop(slot);
+    });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -256,6 +261,14 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
         .into_iter()
         .map(|p| (p, handles[p].commits()))
         .collect();
+    // A topic's stream wakes on its topic's commits only (the partition's marks still time
+    // the delivery lag); the stream of every topic on every partition's.
+    let mut topic_wait: Option<TopicWait> = match &follow {
+        Follow::Topic {
+            topic, partition, ..
+        } => Some(handles[*partition].topic_commits(topic)),
+        Follow::All { .. } => None,
+    };
     let stall = state.limits.stream_write_timeout;
     let keep_alive = state.limits.stream_keep_alive;
     let limit = PageLimit {
@@ -278,6 +291,9 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
             let (partition, marks) = &mut commits[i];
             // Marked seen before reading, so a commit during the read wakes the next wait.
             marks.borrow_and_update();
+            if let Some(wait) = &mut topic_wait {
+                wait.mark_seen();
+            }
             let events = match follow.read(&state, *partition, limit).await {
                 Ok(events) => events,
                 Err(e) => {
@@ -303,7 +319,11 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
             continue;
         }
         tokio::select! {
-            woken = next_commit(&mut commits) => match woken {
+            () = async { topic_wait.as_mut().expect("checked by the branch condition").changed().await }, if topic_wait.is_some() => {
+                woken_by[0] = Some(commits[0].1.borrow().at);
+                pending.push_back(0);
+            }
+            woken = next_commit(&mut commits), if topic_wait.is_none() => match woken {
                 Some(first) => {
                     for (i, (_, marks)) in commits.iter().enumerate() {
                         if i == first || marks.has_changed().unwrap_or(false) {

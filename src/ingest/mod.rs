@@ -16,10 +16,12 @@
 mod batch;
 mod partition;
 mod partitioner;
+mod wakers;
 mod worker;
 
 pub use partition::{CommitMark, PartitionHandle};
 pub use partitioner::{partition_of, topic_hash};
+pub use wakers::TopicWait;
 
 use std::sync::Arc;
 use std::time::Duration;

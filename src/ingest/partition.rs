@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
+use super::wakers::{TopicWait, TopicWakers, wait_for};
+
 use crate::budget::Charge;
 use crate::event::Event;
 use crate::stats::{PartitionSnapshot, PartitionStats};
@@ -80,6 +82,8 @@ pub struct PartitionHandle {
     /// Bumped after every commit that stored new events (by this process's worker, or by a
     /// store that hears of other replicas' commits): readers of the partition wait on it.
     pub(super) committed: Arc<watch::Sender<CommitMark>>,
+    /// The readers of single topics, woken by the commits of their topic only.
+    pub(super) topics: Arc<TopicWakers>,
 }
 
 /// The latest commit that stored new events in a partition: how many such commits this
@@ -136,9 +140,16 @@ impl PartitionHandle {
         self.committed.subscribe()
     }
 
-    /// Another process committed to this partition (heard through the store).
+    /// Wakes on every later commit that stores new events of `topic` (in this partition).
+    pub fn topic_commits(&self, topic: &str) -> TopicWait {
+        wait_for(&self.topics, topic)
+    }
+
+    /// Another process committed to this partition (heard through the store): its topics are
+    /// unknown, so every reader of the partition wakes.
     pub fn mark_remote_commit(&self) {
         mark_commit(&self.committed);
+        self.topics.wake_all();
     }
 
     /// Takes in totals read from a store other processes commit to (never moving back).

@@ -21,6 +21,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::batch::Batch;
 use super::partition::{CommitFailed, CommitMark, Job, JobOutcome, PartitionHandle, mark_commit};
+use super::wakers::TopicWakers;
 use crate::dedup::DedupCache;
 use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
@@ -52,6 +53,8 @@ pub(super) struct PartitionWorker {
     stats: Arc<PartitionStats>,
     metrics: PartitionMetrics,
     committed: Arc<watch::Sender<CommitMark>>,
+    /// Readers of single topics: woken for the topics a commit stored events of.
+    topics: Arc<TopicWakers>,
 }
 
 /// What the worker does next.
@@ -59,6 +62,26 @@ enum Next {
     Job(Option<Job>),
     Drain,
     Check,
+}
+
+/// Wakes the readers of each topic `batch` stored new events of (`inserted`: per candidate).
+fn wake_topics(topics: &TopicWakers, batch: &CommitBatch, inserted: &[bool]) {
+    if topics.topics_waited_on() == 0 {
+        return;
+    }
+    let mut last: Option<&str> = None;
+    for (event, _) in batch
+        .candidates()
+        .into_iter()
+        .zip(inserted)
+        .filter(|(_, new)| **new)
+    {
+        // Batches hold runs of one topic: wake each run once.
+        if last != Some(event.topic.as_str()) {
+            topics.wake(&event.topic);
+            last = Some(event.topic.as_str());
+        }
+    }
 }
 
 /// Marks the partition dead however the worker ends, a panic of the task included.
@@ -89,8 +112,10 @@ impl PartitionWorker {
             queued_bytes: Arc::default(),
             stats: stats.clone(),
             committed: Arc::new(watch::channel(CommitMark::first()).0),
+            topics: Arc::default(),
         };
         let committed = handle.committed.clone();
+        let topics = handle.topics.clone();
         let worker = Self {
             id,
             queue,
@@ -100,6 +125,7 @@ impl PartitionWorker {
             stats,
             metrics,
             committed,
+            topics,
         };
         (handle, tokio::spawn(worker.run()))
     }
@@ -170,6 +196,7 @@ impl PartitionWorker {
                 self.stats.set_store_ok(true);
                 if inserted.iter().any(|new| *new) {
                     mark_commit(&self.committed);
+                    wake_topics(&self.topics, &batch, &inserted);
                 }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     // The requester may have gone away; its events are committed regardless.

@@ -23,6 +23,7 @@ mod partition_files;
 mod pg_tls;
 mod prometheus;
 mod publish;
+mod readers;
 mod replicas;
 mod restart;
 mod retention;
