@@ -419,13 +419,31 @@ impl HttpArgs {
                 .map(|(n, l)| (n + 1, l.trim()))
                 .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
                 .map(|(line, l)| {
-                    ApiToken::parse_line(l).map_err(|reason| ConfigError::BadTokenLine {
-                        path: path.clone(),
-                        line,
-                        reason,
-                    })
+                    ApiToken::parse_line(l)
+                        .map(|token| (line, token))
+                        .map_err(|reason| ConfigError::BadTokenLine {
+                            path: path.clone(),
+                            line,
+                            reason,
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // A repeated token would let its last line silently decide its scopes.
+            for (i, (line, token)) in from_file.iter().enumerate() {
+                if let Some((first, _)) = from_file[..i]
+                    .iter()
+                    .find(|(_, t)| t.secret == token.secret)
+                {
+                    return Err(ConfigError::BadTokenLine {
+                        path: path.clone(),
+                        line: *line,
+                        reason: format!(
+                            "the same token as line {first}; give each token one line with all its scopes"
+                        ),
+                    });
+                }
+            }
+            let from_file: Vec<ApiToken> = from_file.into_iter().map(|(_, t)| t).collect();
             if from_file.is_empty() {
                 return Err(ConfigError::EmptyTokenFile(path.clone()));
             }

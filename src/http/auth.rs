@@ -140,7 +140,7 @@ pub(super) fn authorize(
     }
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| bearer_token(v.as_bytes()))
         .unwrap_or_default();
     let matched = tokens.iter().fold(None, |found, token| {
         if constant_time_eq(token.secret.expose(), given) {
@@ -154,6 +154,12 @@ pub(super) fn authorize(
         Some(token) if token.scopes.contains(&scope) => Ok(()),
         Some(_) => Err(ApiError::Forbidden(scope.name())),
     }
+}
+
+/// The token of `Bearer <token>`; the scheme word is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
 }
 
 /// Time depends only on the lengths, never on where the bytes differ.
@@ -192,6 +198,20 @@ mod tests {
             Err(ApiError::Unauthorized)
         ));
         assert!(authorize(&[], &HeaderMap::new(), Scope::Read).is_ok());
+    }
+
+    #[test]
+    fn the_bearer_scheme_word_is_case_insensitive() {
+        for header in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR tok"] {
+            assert_eq!(
+                bearer_token(header.as_bytes()),
+                Some(&b"tok"[..]),
+                "{header}"
+            );
+        }
+        for header in ["Basic tok", "Bearertok", "Bear", ""] {
+            assert_eq!(bearer_token(header.as_bytes()), None, "{header}");
+        }
     }
 
     #[test]

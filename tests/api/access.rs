@@ -136,6 +136,50 @@ bad admin
     );
 }
 
+/// A token on two lines is refused naming both (before, the last line silently won: `dup read`
+/// then `dup publish` made `dup` a publisher only).
+#[tokio::test]
+async fn a_repeated_token_in_the_token_file_refuses_to_start_naming_both_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# team tokens\ndup read\nother\ndup publish\n").unwrap();
+    let mut config = Config::from_defaults();
+    config.store.data_dir = dir.path().join("data");
+    config.http.api_token_file = Some(file);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("line 4") && message.contains("the same token as line 2"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("dup"),
+        "the token itself is never printed: {message}"
+    );
+}
+
+/// `bearer` and `BEARER` are the same scheme as `Bearer` (before: 401).
+#[tokio::test]
+async fn the_bearer_scheme_word_is_accepted_in_any_case() {
+    let app = TestApp::builder()
+        .config(|c| c.http.api_token = Some(uts_aggregator::http::Secret::new("s3cret")))
+        .spawn()
+        .await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let status = app
+            .client
+            .get(format!("{}/stats", app.address))
+            .header("Authorization", format!("{scheme} s3cret"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{scheme}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_empty_token_file_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
