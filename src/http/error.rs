@@ -33,6 +33,10 @@ pub enum ApiError {
     /// 413: body over the byte limit or more events than max-batch.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 409: a stream or page cursor beyond anything the store has given (Guarantee 9), e.g. a
+    /// reader resuming against a restored backup; `last` is the store's last position.
+    #[error("cursor is ahead of the store")]
+    CursorAhead { last: String },
     /// 415: `POST /publish` without `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -84,6 +88,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::CursorAhead { .. } => StatusCode::CONFLICT,
             Self::Overloaded { .. }
             | Self::ShuttingDown
             | Self::StoreUnavailable { .. }
@@ -126,6 +131,10 @@ pub struct ErrorBody {
     /// 503 "storage unavailable" only: whether retrying is safe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<String>,
+    /// 409 "cursor is ahead of the store" only: the store's last position (a topic's last
+    /// `seq`, or the cursor of the stream of every topic at the store's end); resume from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -136,9 +145,11 @@ impl IntoResponse for ApiError {
             details: None,
             partially_committed: None,
             retry: None,
+            last: None,
         };
         match &self {
             Self::InvalidEvents(details) => body.details = Some(details.clone()),
+            Self::CursorAhead { last } => body.last = Some(last.clone()),
             Self::StoreUnavailable {
                 partially_committed,
             } => {

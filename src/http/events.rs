@@ -47,6 +47,7 @@ async fn wait_for_event(
 ) -> Result<bool, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let partition = partition_of(topic, state.store.partitions());
+    check_not_ahead(state, partition, topic, after).await?;
     let mut commits = state.ingest.partitions()[partition].topic_commits(topic);
     let probe = PageLimit {
         max_events: 1,
@@ -68,6 +69,32 @@ async fn wait_for_event(
             () = state.shutdown_begun() => return Ok(false),
         }
     }
+}
+
+/// Guarantee 9: `after` on `topic` must not be past the topic's last `seq` (a reader resuming
+/// against a restored backup would otherwise wait forever for events it already has). Read
+/// only where a page came back empty or a wait or stream begins, so a valid cursor costs
+/// nothing on the common path.
+pub(super) async fn check_not_ahead(
+    state: &AppState,
+    partition: usize,
+    topic: &str,
+    after: i64,
+) -> Result<(), ApiError> {
+    if after == 0 {
+        return Ok(());
+    }
+    let last = state
+        .store
+        .last_seq(partition, topic)
+        .await
+        .map_err(read_failed)?;
+    if after > last {
+        return Err(ApiError::CursorAhead {
+            last: last.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Position after the last event of a page, across all topics.
@@ -92,7 +119,8 @@ struct Cursor {
         (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
-        (status = 503, description = "Too many reads in flight; see Retry-After", body = super::error::ErrorBody),
+        (status = 409, description = "`after` is ahead of the store (e.g. a restored backup); `last` names the store's last position", body = super::error::ErrorBody),
+        (status = 503, description = "Too many reads in flight, or (a long poll) every reader slot is taken; see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
@@ -148,6 +176,9 @@ pub(super) async fn list(
                 .topic_page(partition, &topic, after, limit)
                 .await
                 .map_err(read_failed)?;
+            if events.is_empty() {
+                check_not_ahead(&state, partition, &topic, after).await?;
+            }
             let more = trim_page(&mut events, max_events, limit.max_bytes);
             let next = more.then(|| {
                 let last = events.last().map_or(after, |e| e.seq);
@@ -172,9 +203,14 @@ pub(super) async fn list(
                     "after names a partition that does not exist".into(),
                 ));
             }
-            let mut rows = all_topics_page(&state, after, limit)
+            let mut rows = all_topics_page(&state, after.clone(), limit)
                 .await
                 .map_err(read_failed)?;
+            if rows.is_empty()
+                && let Some(cursor) = &after
+            {
+                check_not_ahead(&state, cursor.partition, &cursor.topic, cursor.seq).await?;
+            }
             let more = trim_page(&mut rows, max_events, limit.max_bytes);
             let next = more.then(|| {
                 let (partition, last) = rows.last().expect("a page that continues holds events");

@@ -59,8 +59,9 @@ const FRAME_EVENTS: usize = 1000;
         (status = 400, description = "An empty topic, or a bad `after` or `Last-Event-ID`", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+        (status = 409, description = "The cursor is ahead of the store (e.g. a restored backup); `last` names the store's last position", body = super::error::ErrorBody),
         (status = 500, description = "The store could not be read (`after=now`)", body = super::error::ErrorBody),
-        (status = 503, description = "Shutting down", body = super::error::ErrorBody),
+        (status = 503, description = "Shutting down, or every reader slot (`--max-readers`) is taken; see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
@@ -95,6 +96,25 @@ pub(super) async fn stream(
             },
         },
     };
+    match &follow {
+        Follow::Topic {
+            topic,
+            partition,
+            after,
+        } => super::events::check_not_ahead(&state, *partition, topic, *after).await?,
+        Follow::All { after } => {
+            let last = state
+                .store
+                .last_positions()
+                .await
+                .map_err(super::read_failed)?;
+            if after.iter().zip(&last).any(|(a, l)| a > l) {
+                return Err(ApiError::CursorAhead {
+                    last: encode_cursor(&last),
+                });
+            }
+        }
+    }
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -130,7 +150,8 @@ fn parse_seq(raw: &str) -> Result<i64, ApiError> {
         .filter(|s| *s >= 0)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "after / Last-Event-ID must be a seq (a number >= 0) on a topic's stream, got {raw:?}"
+                "after / Last-Event-ID must be a seq (a number >= 0) on a topic's stream, got {}",
+                shown(raw)
             ))
         })
 }
@@ -155,9 +176,20 @@ fn parse_cursor(raw: &str, partitions: usize) -> Result<Vec<i64>, ApiError> {
     positions.filter(|p| p.len() == partitions).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "after / Last-Event-ID must be `now` or an id this stream sent (without topic, \
-                 an id names one position per partition, {partitions} here), got {raw:?}"
+                 an id names one position per partition, {partitions} here), got {}",
+            shown(raw)
         ))
     })
+}
+
+/// A client's value quoted in an error, cut to 64 characters: a 40 KB `Last-Event-ID` is not
+/// echoed whole.
+fn shown(raw: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match raw.char_indices().nth(MAX_CHARS) {
+        None => format!("{raw:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &raw[..cut], raw.len()),
+    }
 }
 
 /// What a subscriber follows, and how far it has got.
@@ -395,5 +427,13 @@ mod tests {
         for bad in ["0.17.3", "0.17.3.1.1", "0.-1.3.4", "a.b.c.d", "", "0..3.4"] {
             assert!(parse_cursor(bad, 4).is_err(), "{bad:?}");
         }
+        let huge = "9".repeat(40_000);
+        let message = parse_cursor(&huge, 4).unwrap_err().to_string();
+        assert!(
+            message.len() < 400,
+            "a 40 KB id is not echoed whole: {} bytes",
+            message.len()
+        );
+        assert!(message.contains("(40000 bytes)"), "{message}");
     }
 }

@@ -255,6 +255,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The highest `seq` ever given in `topic` (owned by `partition`), 0 for a topic never
+    /// stored: a cursor beyond it is from the future (Guarantee 9).
+    async fn last_seq(&self, partition: usize, topic: &str) -> Result<i64, StoreError>;
+
     /// Events of `partition` with `position > after`, in commit order, as many as `limit`
     /// allows.
     async fn position_page(

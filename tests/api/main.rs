@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod concurrency;
 mod crash;
+mod cursors;
 mod disk;
 mod docs_page;
 mod faults;

@@ -85,6 +85,10 @@ impl Store for PanicOnTopic {
         self.inner.position_page(partition, after, limit).await
     }
 
+    async fn last_seq(&self, partition: usize, topic: &str) -> Result<i64, StoreError> {
+        self.inner.last_seq(partition, topic).await
+    }
+
     async fn last_positions(&self) -> Result<Vec<i64>, StoreError> {
         self.inner.last_positions().await
     }

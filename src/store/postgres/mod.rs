@@ -282,6 +282,10 @@ impl Store for PgStore {
         reader::topic_page(&self.shared, partition, topic, after, limit).await
     }
 
+    async fn last_seq(&self, _partition: usize, topic: &str) -> Result<i64, StoreError> {
+        reader::last_seq(&self.shared, topic).await
+    }
+
     async fn position_page(
         &self,
         partition: usize,

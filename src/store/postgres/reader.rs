@@ -166,6 +166,18 @@ pub(super) async fn topics_page(
         .collect()
 }
 
+pub(super) async fn last_seq(shared: &Shared, topic: &str) -> Result<i64, StoreError> {
+    let client = shared.client().await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(last_seq), 0)::bigint FROM topics WHERE topic = $1",
+            &[&topic.as_bytes()],
+        )
+        .await
+        .map_err(shared.error("read a topic's last seq"))?;
+    Ok(row.get(0))
+}
+
 pub(super) async fn topic_count(shared: &Shared) -> Result<u64, StoreError> {
     let client = shared.client().await?;
     let row = client

@@ -155,6 +155,12 @@ impl Store for SqliteStore {
         blocking(move || reader.topic_page(&topic, after, limit)).await
     }
 
+    async fn last_seq(&self, partition: usize, topic: &str) -> Result<i64, StoreError> {
+        let reader = self.readers[partition].clone();
+        let topic = topic.to_owned();
+        blocking(move || reader.last_seq(&topic)).await
+    }
+
     async fn position_page(
         &self,
         partition: usize,

@@ -127,6 +127,13 @@ impl PartitionReader {
         })
     }
 
+    pub(super) fn last_seq(&self, topic: &str) -> Result<i64, StoreError> {
+        self.with_connection(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(last_seq), 0) FROM topics WHERE topic = ?1")?
+                .query_row([topic], |r| r.get::<_, i64>(0))
+        })
+    }
+
     pub(super) fn topic_count(&self) -> Result<u64, StoreError> {
         self.with_connection(|conn| {
             conn.prepare_cached("SELECT count(*) FROM topics")?
