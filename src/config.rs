@@ -364,6 +364,29 @@ impl Config {
         }
     }
 
+    /// What these settings can hold open at once, for the open-files check at start.
+    pub fn file_needs(&self) -> crate::limits::Need {
+        let sqlite_partitions = match self.store.location {
+            crate::store::Location::Sqlite => self
+                .store
+                .partitions
+                .map(usize::from)
+                .or_else(|| crate::store::sqlite::recorded_partitions(&self.store.data_dir))
+                .unwrap_or_else(StoreArgs::default_partitions),
+            crate::store::Location::Postgres(_) => 0,
+        };
+        let store_connections = match self.store.location {
+            crate::store::Location::Sqlite => 0,
+            // The pool and the commit listener's connection.
+            crate::store::Location::Postgres(_) => self.store.store_pool_size + 1,
+        };
+        crate::limits::Need {
+            max_connections: self.http.max_connections as u64,
+            sqlite_partitions: sqlite_partitions as u64,
+            store_connections: store_connections as u64,
+        }
+    }
+
     /// `--max-readers`, or half the connection cap (at least 1).
     pub fn max_readers(&self) -> usize {
         self.http

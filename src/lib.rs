@@ -17,6 +17,7 @@
 //! - [`backup`]: `uts-aggregator backup`, a consistent copy of a SQLite data dir.
 //! - [`clock`]: the clock commit times are read from (wall time anchored once, never steps).
 //! - [`retention`]: the rules of `--retention` / `--dedup-window`, and durations.
+//! - [`limits`]: the open-files limit raised and checked at start.
 //! - [`disk`]: the data dir's free space and sizes; the low-space guard.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
 //!
@@ -42,6 +43,7 @@ pub mod event;
 pub mod http;
 pub mod import;
 pub mod ingest;
+pub mod limits;
 pub(crate) mod metrics;
 pub mod publish;
 pub mod retention;
@@ -69,6 +71,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Limits(#[from] limits::LimitError),
 }
 
 /// Where the events are, for the start-up log (never with a password).
@@ -92,6 +96,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
+    // Before any partition file is opened: a limit hit half-way through opening them would
+    // look like a damaged database.
+    limits::check(config.file_needs(), limits::raise_open_files())?;
     let store = store::open(&config.store.open_options()).await?;
     run_on(config, store, listener, shutdown).await
 }

@@ -15,6 +15,7 @@ mod faults;
 mod formats;
 mod hostile;
 mod import_seed;
+mod limits;
 mod live_page;
 mod metrics;
 mod model;

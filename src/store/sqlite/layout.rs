@@ -249,6 +249,13 @@ impl DataDir {
     }
 }
 
+/// The partition count a data dir's manifest records, if it has a readable one.
+pub fn recorded_partitions(root: &Path) -> Option<usize> {
+    let bytes = fs::read(root.join(META_FILE)).ok()?;
+    let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+    Some(meta.partitions)
+}
+
 /// Files of `root` that only a data dir with a manifest should hold (databases, their journals),
 /// sorted, at most a few named.
 fn partition_like_files(root: &Path) -> std::io::Result<Vec<String>> {

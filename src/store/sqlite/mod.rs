@@ -14,7 +14,7 @@ mod schema;
 mod writer;
 mod writer_thread;
 
-pub use layout::{DataDir, LayoutError, copy_manifest, partition_files};
+pub use layout::{DataDir, LayoutError, copy_manifest, partition_files, recorded_partitions};
 use std::sync::Arc;
 
 use async_trait::async_trait;
