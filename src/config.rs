@@ -377,8 +377,12 @@ impl Config {
         };
         let store_connections = match self.store.location {
             crate::store::Location::Sqlite => 0,
-            // The pool and the commit listener's connection.
-            crate::store::Location::Postgres(_) => self.store.store_pool_size + 1,
+            // The writers' and readers' pools and the commit listener's connection.
+            crate::store::Location::Postgres(_) => {
+                self.store.store_pool_size
+                    + crate::store::postgres::read_pool_size(self.store.store_pool_size)
+                    + 1
+            }
         };
         crate::limits::Need {
             max_connections: self.http.max_connections as u64,

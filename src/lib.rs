@@ -132,11 +132,11 @@ pub async fn run_on(
     ));
     // Other replicas' commits (PostgreSQL) wake this process's stream subscribers too.
     let listener_state = Arc::downgrade(&state);
-    let commit_listener = store.listen_commits(Arc::new(move |partition| {
+    let commit_listener = store.listen_commits(Arc::new(move |partition, topics| {
         if let Some(state) = listener_state.upgrade()
             && let Some(handle) = state.ingest.partitions().get(partition)
         {
-            handle.mark_remote_commit();
+            handle.mark_remote_commit(topics.as_deref());
         }
     }));
     let maintenance = store.maintain();

@@ -145,11 +145,15 @@ impl PartitionHandle {
         wait_for(&self.topics, topic)
     }
 
-    /// Another process committed to this partition (heard through the store): its topics are
-    /// unknown, so every reader of the partition wakes.
-    pub fn mark_remote_commit(&self) {
+    /// A commit to this partition heard through the store (any replica's, this one's
+    /// included): the readers of `topics` wake, or every reader of the partition when the
+    /// topics are unknown.
+    pub fn mark_remote_commit(&self, topics: Option<&[String]>) {
         mark_commit(&self.committed);
-        self.topics.wake_all();
+        match topics {
+            Some(topics) => topics.iter().for_each(|t| self.topics.wake(t)),
+            None => self.topics.wake_all(),
+        }
     }
 
     /// Takes in totals read from a store other processes commit to (never moving back).

@@ -233,7 +233,7 @@ pub struct Stored {
 }
 
 /// Told the partition of each commit another process made.
-pub type CommitListener = Arc<dyn Fn(usize) + Send + Sync>;
+pub type CommitListener = Arc<dyn Fn(usize, Option<Vec<String>>) + Send + Sync>;
 
 /// An opened store.
 #[async_trait]

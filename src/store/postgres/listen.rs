@@ -62,12 +62,12 @@ where
             result = &mut listen, if !listening => {
                 result?;
                 listening = true;
-                (0..partitions).for_each(|p| on_commit(p));
+                (0..partitions).for_each(|p| on_commit(p, None));
             }
             message = messages.next() => match message {
                 Some(Ok(AsyncMessage::Notification(note))) => {
-                    if let Some(p) = note.payload().parse::<usize>().ok().filter(|p| *p < partitions) {
-                        on_commit(p);
+                    if let Some((p, topics)) = parse_payload(note.payload()).filter(|(p, _)| *p < partitions) {
+                        on_commit(p, topics);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -75,5 +75,53 @@ where
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// A payload of `writer::notify_payload`: the partition, and the topics when they were sent.
+fn parse_payload(payload: &str) -> Option<(usize, Option<Vec<String>>)> {
+    let (partition, topics) = match payload.split_once(' ') {
+        None => (payload, None),
+        Some((partition, topics)) => (partition, Some(topics)),
+    };
+    let partition = partition.parse().ok()?;
+    let topics = topics.and_then(|list| list.split(',').map(unhex).collect::<Option<Vec<_>>>());
+    Some((partition, topics))
+}
+
+fn unhex(hex: &str) -> Option<String> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::writer::notify_payload;
+
+    #[test]
+    fn a_payload_names_its_topics_when_they_fit() {
+        let payload = notify_payload(3, &[b"orders", "z\u{0}\u{e9}".as_bytes()]);
+        assert_eq!(
+            parse_payload(&payload),
+            Some((
+                3,
+                Some(vec!["orders".to_string(), "z\u{0}\u{e9}".to_string()])
+            ))
+        );
+        let many: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("{i:0>255}").into_bytes())
+            .collect();
+        let many: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            notify_payload(1, &many),
+            "1",
+            "too many for one NOTIFY: every reader wakes"
+        );
+        assert_eq!(parse_payload("1"), Some((1, None)));
+        assert_eq!(parse_payload("x"), None);
     }
 }

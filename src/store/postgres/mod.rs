@@ -133,7 +133,12 @@ impl fmt::Debug for PgLocation {
 /// What the store, its writers and its reads share.
 #[derive(Debug)]
 struct Shared {
+    /// Writers' commits, retention steps and migrations.
     pool: Pool,
+    /// Reads (pages, streams, long polls, topics, totals): a pool of its own, so however many
+    /// readers wake, they never wait for or take a connection a writer commits through
+    /// (Guarantee 7). Before, 300 idle subscribers of a quiet topic cut publishing 11-14x.
+    read_pool: Pool,
     label: String,
 }
 
@@ -152,6 +157,18 @@ impl Shared {
             what: "connect",
             reason: with_causes(&e),
         })
+    }
+
+    /// A connection of the readers' pool.
+    async fn read_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.read_pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Postgres {
+                location: self.label.clone(),
+                what: "connect (reads)",
+                reason: with_causes(&e),
+            })
     }
 }
 
@@ -177,6 +194,13 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Connections of the readers' pool: a quarter of the writers' (`--store-pool-size`), at
+/// least 2. Reads are short single statements; a reader that waits over the pool timeout
+/// for one gets an error (a page 503, a stream ends and resumes), never a writer's connection.
+pub fn read_pool_size(pool_size: usize) -> usize {
+    (pool_size / 4).max(2)
+}
+
 /// An opened, migrated PostgreSQL store.
 #[derive(Debug)]
 pub struct PgStore {
@@ -190,37 +214,40 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, migrates (one replica at a time) and reads or pins the partition count.
     pub async fn open(location: &PgLocation, options: &OpenOptions) -> Result<Self, StoreError> {
-        let manager_config = ManagerConfig {
-            // Discard connections PostgreSQL closed (a restart) when they come back.
-            recycling_method: RecyclingMethod::Fast,
+        let pool = |size: usize| -> Result<Pool, StoreError> {
+            let manager_config = ManagerConfig {
+                // Discard connections PostgreSQL closed (a restart) when they come back.
+                recycling_method: RecyclingMethod::Fast,
+            };
+            let pg_config = (*location.config).clone();
+            let connector = location
+                .tls
+                .connector()
+                .map_err(|reason| StoreError::Postgres {
+                    location: location.label.clone(),
+                    what: "TLS settings",
+                    reason,
+                })?;
+            let manager = match connector {
+                Some(tls) => Manager::from_config(pg_config, tls, manager_config),
+                None => Manager::from_config(pg_config, NoTls, manager_config),
+            };
+            Pool::builder(manager)
+                .max_size(size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(POOL_TIMEOUT))
+                .create_timeout(Some(POOL_TIMEOUT))
+                .recycle_timeout(Some(POOL_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::Postgres {
+                    location: location.label.clone(),
+                    what: "pool",
+                    reason: e.to_string(),
+                })
         };
-        let pg_config = (*location.config).clone();
-        let connector = location
-            .tls
-            .connector()
-            .map_err(|reason| StoreError::Postgres {
-                location: location.label.clone(),
-                what: "TLS settings",
-                reason,
-            })?;
-        let manager = match connector {
-            Some(tls) => Manager::from_config(pg_config, tls, manager_config),
-            None => Manager::from_config(pg_config, NoTls, manager_config),
-        };
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Postgres {
-                location: location.label.clone(),
-                what: "pool",
-                reason: e.to_string(),
-            })?;
         let shared = Arc::new(Shared {
-            pool,
+            pool: pool(options.pool_size)?,
+            read_pool: pool(read_pool_size(options.pool_size))?,
             label: location.label.clone(),
         });
         let partitions = {

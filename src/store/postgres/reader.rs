@@ -52,7 +52,7 @@ pub(super) async fn last_positions(
     shared: &Shared,
     partitions: usize,
 ) -> Result<Vec<i64>, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let rows = client
         .query("SELECT partition, last_pos FROM positions", &[])
         .await
@@ -88,7 +88,7 @@ async fn bounded_page(
     params: &[&(dyn ToSql + Sync)],
     limit: PageLimit,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let statement = client
         .prepare_cached(sql)
         .await
@@ -142,7 +142,7 @@ pub(super) async fn topics_page(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<TopicInfo>, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let after = after.unwrap_or("").as_bytes();
     let rows = client
         .query(
@@ -167,7 +167,7 @@ pub(super) async fn topics_page(
 }
 
 pub(super) async fn last_seq(shared: &Shared, topic: &str) -> Result<i64, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let row = client
         .query_one(
             "SELECT coalesce(max(last_seq), 0)::bigint FROM topics WHERE topic = $1",
@@ -179,7 +179,7 @@ pub(super) async fn last_seq(shared: &Shared, topic: &str) -> Result<i64, StoreE
 }
 
 pub(super) async fn topic_count(shared: &Shared) -> Result<u64, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let row = client
         .query_one("SELECT count(*) FROM topics WHERE last_seq > 0", &[])
         .await
@@ -189,7 +189,7 @@ pub(super) async fn topic_count(shared: &Shared) -> Result<u64, StoreError> {
 
 /// Lifetime totals per partition, summed over counter slots in one snapshot.
 pub(super) async fn totals(shared: &Shared, partitions: usize) -> Result<Vec<Totals>, StoreError> {
-    let client = shared.client().await?;
+    let client = shared.read_client().await?;
     let rows = client
         .query(
             "SELECT partition, sum(received)::bigint, sum(unique_processed)::bigint,

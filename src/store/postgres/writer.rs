@@ -83,7 +83,7 @@ const WRITE: &str = "WITH placed AS (
             b.duplicate_dropped + coalesce(sum(o.duplicate_dropped), 0)::bigint,
             -- Wakes the stream subscribers of every replica once this commits (NOTIFY is
             -- delivered at COMMIT, never for a rolled-back batch).
-            (SELECT count(pg_notify('uts_aggregator_commits', $1::text))
+            (SELECT count(pg_notify('uts_aggregator_commits', $14::text))
              FROM (SELECT 1 WHERE cardinality($3::bytea[]) > 0) AS any_new)
      FROM bumped b
      LEFT JOIN counters o ON o.partition = $1::integer AND o.slot <> $2::integer
@@ -196,6 +196,7 @@ impl PgWriter {
                     &pg_count(delta.received),
                     &pg_count(delta.unique_processed),
                     &pg_count(delta.duplicate_dropped),
+                    &notify_payload(self.partition, &advanced_topics),
                 ],
             )
             .await
@@ -223,6 +224,28 @@ impl PgWriter {
 }
 
 /// What one batch writes, decided from what the locked rows say (no I/O).
+/// Most bytes of a NOTIFY payload this writer sends (PostgreSQL's limit is 8000).
+const MAX_NOTIFY_BYTES: usize = 7900;
+
+/// What a commit NOTIFYs: `<partition>`, then ` <hex topic>,<hex topic>…` for the topics it
+/// advanced when they fit (readers of other topics are not woken; see `listen.rs`). Topics are
+/// hex, since a topic may hold any character; without them every reader of the partition wakes.
+pub(super) fn notify_payload(partition: i32, topics: &[&[u8]]) -> String {
+    use std::fmt::Write;
+    let mut payload = partition.to_string();
+    let hex_bytes: usize = topics.iter().map(|t| 2 * t.len() + 1).sum();
+    if payload.len() + hex_bytes > MAX_NOTIFY_BYTES {
+        return payload;
+    }
+    for (i, topic) in topics.iter().enumerate() {
+        payload.push(if i == 0 { ' ' } else { ',' });
+        for byte in *topic {
+            let _ = write!(payload, "{byte:02x}");
+        }
+    }
+    payload
+}
+
 struct Planned<'a> {
     new: NewEvents<'a>,
     /// Per candidate: stored by this batch.
