@@ -177,25 +177,29 @@ impl Checked {
 pub fn parse_ndjson_body(body: &[u8], max_events: usize) -> Result<Vec<Event>, RequestError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| RequestError::NotJson(format!("body is not UTF-8: {e}")))?;
-    let lines: Vec<(usize, &str)> = text
-        .split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line))
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .collect();
-    if lines.is_empty() {
+    // Walked twice, never collected: counting first allocates nothing, so a small compressed
+    // body of millions of short lines costs no line list before the count check (a 4 KB gzip
+    // body built a 48 MB list of lines before).
+    let lines = || {
+        text.split('\n')
+            .map(|line| line.strip_suffix('\r').unwrap_or(line))
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+    };
+    let count = lines().take(max_events.saturating_add(1)).count();
+    if count == 0 {
         return Err(RequestError::WrongShape(
             "the body holds no event line".into(),
         ));
     }
-    if lines.len() > max_events {
+    if count > max_events {
         return Err(RequestError::TooManyEvents {
-            count: lines.len(),
+            count: lines().count(),
             max: max_events,
         });
     }
-    let mut checked = Checked::with_capacity(lines.len());
-    for (index, (line_number, line)) in lines.into_iter().enumerate() {
+    let mut checked = Checked::with_capacity(count);
+    for (index, (line_number, line)) in lines().enumerate() {
         let line_number = line_number + 1;
         if !line.trim_start().starts_with('{') {
             serde_json::from_str::<serde::de::IgnoredAny>(line)

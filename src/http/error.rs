@@ -33,6 +33,10 @@ pub enum ApiError {
     /// 413: body over the byte limit or more events than max-batch.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 501: a request feature this service does not implement (a `Transfer-Encoding` other
+    /// than `chunked`).
+    #[error("{0}")]
+    NotImplemented(String),
     /// 409: a stream or page cursor beyond anything the store has given (Guarantee 9), e.g. a
     /// reader resuming against a restored backup; `last` is the store's last position.
     #[error("cursor is ahead of the store")]
@@ -89,6 +93,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CursorAhead { .. } => StatusCode::CONFLICT,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Overloaded { .. }
             | Self::ShuttingDown
             | Self::StoreUnavailable { .. }

@@ -61,6 +61,7 @@ const UPLOAD_GRACE: Duration = Duration::from_secs(5);
         (status = 413, description = "Body over the byte limit (also once decompressed), or too many events", body = ErrorBody),
         (status = 415, description = "Another content type, charset or Content-Encoding", body = ErrorBody),
         (status = 422, description = "Events that break the schema, by index and field; nothing stored", body = ErrorBody),
+        (status = 501, description = "A Transfer-Encoding other than chunked", body = ErrorBody),
         (status = 503, description = "Overloaded, shutting down or storage unavailable; see Retry-After", body = ErrorBody),
     ))]
 pub(super) async fn publish(
@@ -70,6 +71,7 @@ pub(super) async fn publish(
 ) -> Result<Json<PublishOutcome>, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Publish)?;
     let format = body_format(&headers)?;
+    check_transfer_encoding(&headers)?;
     let encoding = body_encoding(&headers)?;
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -234,6 +236,27 @@ fn body_format(headers: &HeaderMap) -> Result<Format, ApiError> {
         }
     }
     Ok(format)
+}
+
+/// `Transfer-Encoding` may only be `chunked` (hyper frames the body by it): a transfer coding
+/// such as `gzip, chunked` would otherwise reach the parser still compressed (RFC 9112 §6.1:
+/// 501 for a transfer coding the server does not understand).
+fn check_transfer_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let text = value.to_str().unwrap_or("(not text)");
+        if let Some(coding) = text
+            .split(',')
+            .map(|c| c.trim())
+            .find(|c| !c.eq_ignore_ascii_case("chunked"))
+        {
+            return Err(ApiError::NotImplemented(format!(
+                "Transfer-Encoding {:?} is not supported (only chunked); send compressed bodies \
+                 with Content-Encoding: gzip or zstd",
+                coding.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `Content-Encoding`: none, `identity`, `gzip` or `zstd` (one coding; stacked codings are

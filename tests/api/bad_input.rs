@@ -369,3 +369,34 @@ async fn a_reply_that_leaves_the_body_unread_closes_the_connection_and_says_so()
         assert_eq!(stats.status(), 200);
     }
 }
+
+/// `Transfer-Encoding: gzip, chunked` is a transfer coding this service does not implement:
+/// 501 naming it, nothing stored. Before, the body was parsed as plain JSON (a valid event
+/// sent that way was stored).
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_501_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let event = serde_json::to_vec(&event("te", "1")).unwrap();
+    let mut request = format!(
+        "POST /publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        event.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&event);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut conn = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    conn.write_all(&request).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 501"), "{reply}");
+    assert!(
+        reply.contains("Transfer-Encoding \\\"gzip\\\" is not supported"),
+        "{reply}"
+    );
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
