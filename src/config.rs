@@ -18,7 +18,7 @@ pub const DEFAULT_BATCH_MAX_EVENTS: usize = 2_000;
 /// 0: group commit comes from queueing during the previous commit; a linger only adds waiting
 /// (measured: 1 ms cut single-event throughput from 33k to 20k req/s).
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 0;
-pub const DEFAULT_CACHE_KEYS: usize = 100_000;
+pub const DEFAULT_CACHE_KEYS: usize = 400_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 1_000;
 pub const DEFAULT_ENQUEUE_TIMEOUT_MS: u64 = 1_000;
@@ -202,8 +202,9 @@ pub struct IngestArgs {
     #[arg(long, env = "AGG_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER_MS)]
     pub batch_linger_ms: u64,
 
-    /// Recently committed keys each partition remembers to answer duplicates without a
-    /// database probe; 0 disables the cache.
+    /// Recently committed keys remembered to answer duplicates without a database probe, in
+    /// total: split evenly across the partitions (so memory does not grow with
+    /// --partitions), allocated as keys arrive; 0 disables the cache.
     #[arg(long, env = "AGG_CACHE_KEYS", default_value_t = DEFAULT_CACHE_KEYS)]
     pub cache_keys: usize,
 
@@ -515,7 +516,7 @@ impl IngestArgs {
             queue_capacity: self.queue_capacity,
             batch_max_events: self.batch_max_events,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
-            cache_keys_per_partition: self.cache_keys,
+            cache_keys_total: self.cache_keys,
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },

@@ -51,7 +51,8 @@ pub struct IngestSettings {
     pub queue_capacity: usize,
     pub batch_max_events: usize,
     pub batch_linger: Duration,
-    pub cache_keys_per_partition: usize,
+    /// The front caches' keys in total, split evenly across the partitions.
+    pub cache_keys_total: usize,
     pub when_full: WhenFull,
 }
 
@@ -105,7 +106,9 @@ impl Ingest {
             queue_capacity: settings.queue_capacity,
             batch_max_events: settings.batch_max_events,
             batch_linger: settings.batch_linger,
-            cache_keys: settings.cache_keys_per_partition,
+            cache_keys: settings
+                .cache_keys_total
+                .div_ceil(store.partitions().max(1)),
             store: store.clone(),
             drain: drain_rx,
         };

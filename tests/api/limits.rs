@@ -83,3 +83,29 @@ async fn a_soft_limit_of_1024_is_raised_and_1020_streams_leave_publishes_answere
     assert_eq!(ready.status(), 200);
     drop(streams);
 }
+
+/// Memory does not grow with `--partitions`: the front cache is a total split across the
+/// partitions and allocated as keys arrive, so 256 idle partitions stay within 300 MiB (858 MiB
+/// before: 100,000 keys reserved per partition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_idle_partitions_stay_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uts-aggregator"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--partitions", "256"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AGG_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    let app = BinaryApp::from_command(command);
+    let reply = reqwest::Client::new()
+        .post(format!("{}/publish", app.address))
+        .json(&event("t", "1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let rss = crate::support::process::rss_kib(app.child.id()) as f64 / 1024.0;
+    println!("PARTITIONS 256 idle: RSS {rss:.0} MiB, peak {:.0} MiB", app.peak_rss_mib());
+    assert!(rss <= 300.0, "RSS {rss:.0} MiB with 256 idle partitions");
+}
