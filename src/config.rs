@@ -36,6 +36,8 @@ pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_MIN_UPLOAD_BYTES_PER_SEC: u64 = 1024;
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_INFLIGHT_READ_MIB: usize = 64;
+/// Memory every stream subscriber together may hold, in MiB (`--max-stream-mib`).
+pub const DEFAULT_MAX_STREAM_MIB: usize = 64;
 pub const DEFAULT_STREAM_KEEP_ALIVE_SECS: u64 = 15;
 
 #[derive(Debug, Parser)]
@@ -169,6 +171,12 @@ pub struct HttpArgs {
     #[arg(long, env = "AGG_MAX_INFLIGHT_READ_MIB", default_value_t = DEFAULT_MAX_INFLIGHT_READ_MIB)]
     pub max_inflight_read_mib: usize,
 
+    /// Memory all stream subscribers together may hold, in MiB: frames being read, built,
+    /// queued or written. A subscriber waits for room (and is disconnected as slow after
+    /// --write-timeout-secs), never allocates past it. Must hold two frames of the largest event.
+    #[arg(long, env = "AGG_MAX_STREAM_MIB", default_value_t = DEFAULT_MAX_STREAM_MIB)]
+    pub max_stream_mib: usize,
+
     /// A token with every scope: requests to POST /publish, GET /events, /topics and /stats
     /// must carry `Authorization: Bearer <token>`. Unset (and no --api-token-file) = no auth.
     #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
@@ -299,6 +307,14 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
 pub enum ConfigError {
     #[error("{0}")]
     Retention(String),
+    #[error(
+        "--max-stream-mib {budget_mib} cannot hold one stream read of the largest event \
+         (--max-body-bytes): at least {needed_mib} MiB"
+    )]
+    StreamBudgetTooSmall {
+        budget_mib: usize,
+        needed_mib: usize,
+    },
     #[error("cannot read --api-token-file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -416,6 +432,13 @@ impl HttpArgs {
             ("max-page-bytes", self.max_page_bytes),
             ("max-inflight-read-mib", self.max_inflight_read_mib),
         ])?;
+        let one_read = crate::http::stream_read_reservation(self.max_body_bytes);
+        if self.max_stream_mib.saturating_mul(1024 * 1024) < one_read {
+            return Err(ConfigError::StreamBudgetTooSmall {
+                budget_mib: self.max_stream_mib,
+                needed_mib: one_read.div_ceil(1024 * 1024),
+            });
+        }
         let per_byte = 1 + crate::http::PARSE_BYTES_PER_BODY_BYTE;
         if self.max_inflight_body_mib.saturating_mul(1024 * 1024) < self.max_body_bytes * per_byte {
             return Err(ConfigError::BodyBudgetTooSmall {
@@ -493,6 +516,7 @@ impl HttpArgs {
         Budgets {
             inflight_body_bytes: self.max_inflight_body_mib.saturating_mul(1024 * 1024),
             inflight_read_bytes: self.max_inflight_read_mib.saturating_mul(1024 * 1024),
+            stream_bytes: self.max_stream_mib.saturating_mul(1024 * 1024),
         }
     }
 }

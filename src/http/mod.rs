@@ -14,6 +14,7 @@ mod readers;
 pub mod server;
 mod stats;
 mod stream;
+pub use stream::read_reservation as stream_read_reservation;
 mod topics;
 mod unread_body;
 
@@ -70,6 +71,8 @@ pub struct HttpLimits {
 pub struct Budgets {
     pub inflight_body_bytes: usize,
     pub inflight_read_bytes: usize,
+    /// Every stream subscriber's frames (`--max-stream-mib`).
+    pub stream_bytes: usize,
 }
 
 /// Everything a handler needs; shared by all handlers for the life of the server.
@@ -90,6 +93,8 @@ pub struct AppState {
     pub read_budget: MemoryBudget,
     /// Streams and long polls (`--max-readers`).
     pub readers: ReaderSlots,
+    /// Memory of all stream frames being read, built, queued or written (`--max-stream-mib`).
+    pub stream_budget: MemoryBudget,
     /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
     /// True once shutdown began; long-lived responses (streams, long polls) watch it.
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -111,6 +116,7 @@ impl AppState {
             body_budget: MemoryBudget::new(budgets.inflight_body_bytes),
             read_budget: MemoryBudget::new(budgets.inflight_read_bytes),
             readers: ReaderSlots::new(limits.max_readers),
+            stream_budget: MemoryBudget::new(budgets.stream_bytes),
             ingest,
             store,
             service_stats: ServiceStats::new(),

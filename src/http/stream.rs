@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
 use super::{AppState, query};
+use crate::budget::Charge;
 use crate::ingest::{CommitMark, TopicWait, partition_of};
 use crate::store::{PageLimit, StoredEvent};
 
@@ -39,6 +40,27 @@ const BUFFERED_FRAMES: usize = 2;
 const FRAME_BYTES: usize = 64 * 1024;
 /// Events read from the store per frame, at most.
 const FRAME_EVENTS: usize = 1000;
+
+/// What one read of a subscriber is charged on the stream budget before it runs: the events
+/// read (at most [`FRAME_BYTES`] plus one event, which is at most a body) and the frame built
+/// from them. Shrunk to the frame's size once built; the frame carries that charge until hyper
+/// has written it.
+pub fn read_reservation(max_body_bytes: usize) -> usize {
+    2 * (FRAME_BYTES + max_body_bytes)
+}
+
+/// A frame's bytes with their charge on the stream budget: given back when hyper drops the
+/// frame after writing it (or the subscriber goes away).
+struct ChargedFrame {
+    bytes: Vec<u8>,
+    _charge: Charge,
+}
+
+impl AsRef<[u8]> for ChargedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// Open a live stream of one topic's events, or of every topic's
 ///
@@ -235,11 +257,13 @@ impl Follow {
         }
     }
 
-    /// The page's messages; moves the subscriber past them.
-    fn frame(&mut self, partition: usize, events: &[StoredEvent]) -> Bytes {
-        let mut frame = String::new();
+    /// The page's messages; moves the subscriber past them. Each event is serialised straight
+    /// into the frame (no copy of it in between).
+    fn frame(&mut self, partition: usize, events: &[StoredEvent]) -> Vec<u8> {
+        use std::io::Write as _;
+        let bytes: usize = events.iter().map(|e| e.json_bytes() + 64).sum();
+        let mut frame = Vec::with_capacity(bytes);
         for event in events {
-            let data = serde_json::to_string(event).unwrap_or_default();
             let id = match self {
                 Self::Topic { after, .. } => {
                     *after = event.seq;
@@ -250,9 +274,12 @@ impl Follow {
                     encode_cursor(after)
                 }
             };
-            let _ = write!(frame, "id: {id}\ndata: {data}\n\n");
+            let _ = write!(frame, "id: {id}\ndata: ");
+            // Serialising a stored event cannot fail (its payload is already JSON).
+            let _ = serde_json::to_writer(&mut frame, event);
+            frame.extend_from_slice(b"\n\n");
         }
-        Bytes::from(frame)
+        frame
     }
 
     /// The message a stream begins with: the id of its starting point, so a client that
@@ -279,6 +306,8 @@ enum Ended {
     Closed,
     /// It did not take a frame within the write timeout.
     Slow,
+    /// The stream budget stayed full for the write timeout (other subscribers hold it).
+    NoRoom,
 }
 
 /// Reads and hands over the events the subscriber follows until it goes away, is too slow, the
@@ -307,6 +336,7 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
         max_events: FRAME_EVENTS,
         max_bytes: FRAME_BYTES,
     };
+    let reservation = read_reservation(state.limits.max_body_bytes);
     // Indices into `commits` that may have events to read; at first, all of them.
     let mut pending: VecDeque<usize> = (0..commits.len()).collect();
     // After a wake-up, the commit that caused it: its time measures delivery lag.
@@ -326,6 +356,19 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
             if let Some(wait) = &mut topic_wait {
                 wait.mark_seen();
             }
+            // Both queued frames still unread: the subscriber is behind. If its connection is
+            // gone by the time the next frame is ready, the write timeout cut it off (a slow
+            // subscriber), however the close reaches this task.
+            let behind = frames.capacity() == 0;
+            let as_slow = |ended: Ended| match ended {
+                Ended::Closed if behind => Ended::Slow,
+                other => other,
+            };
+            // Room for the read and its frame first (Guarantee 7: stream memory bounded in
+            // bytes, in total): a subscriber waits for it, never allocates past it.
+            let Ok(mut charge) = state.stream_budget.charge(reservation, stall).await else {
+                break Ended::NoRoom;
+            };
             let events = match follow.read(&state, *partition, limit).await {
                 Ok(events) => events,
                 Err(e) => {
@@ -336,15 +379,26 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
             if events.is_empty() {
                 continue;
             }
+            let delivered = events.len();
             let frame = follow.frame(*partition, &events);
-            if let Err(ended) = hand_over(&frames, frame, stall).await {
-                break ended;
+            drop(events);
+            // Events stored under a larger --max-body-bytes can exceed the reservation.
+            if charge.grow_to(frame.len(), stall).await.is_err() {
+                break Ended::NoRoom;
             }
-            metrics.delivered.increment(events.len() as u64);
+            charge.shrink_to(frame.len());
+            let frame = Bytes::from_owner(ChargedFrame {
+                bytes: frame,
+                _charge: charge,
+            });
+            if let Err(ended) = hand_over(&frames, frame, stall).await {
+                break as_slow(ended);
+            }
+            metrics.delivered.increment(delivered as u64);
             if let Some(at) = woken_by[i].take() {
                 metrics
                     .lag
-                    .record_many(at.elapsed().as_secs_f64(), events.len());
+                    .record_many(at.elapsed().as_secs_f64(), delivered);
             }
             // More may follow: read it again after the others' turns.
             pending.push_back(i);
@@ -375,12 +429,22 @@ async fn feed(state: Arc<AppState>, mut follow: Follow, frames: mpsc::Sender<Byt
             () = frames.closed() => break Ended::Closed,
         }
     };
-    if matches!(ended, Ended::Slow) {
-        metrics.slow_disconnects.increment(1);
-        tracing::info!(
-            stream = follow.describe(),
-            "stream subscriber too slow; disconnected (it can resume)"
-        );
+    match ended {
+        Ended::Slow => {
+            metrics.slow_disconnects.increment(1);
+            tracing::info!(
+                stream = follow.describe(),
+                "stream subscriber too slow; disconnected (it can resume)"
+            );
+        }
+        Ended::NoRoom => {
+            metrics.slow_disconnects.increment(1);
+            tracing::info!(
+                stream = follow.describe(),
+                "stream memory (--max-stream-mib) stayed full; subscriber disconnected (it can resume)"
+            );
+        }
+        Ended::Closed => {}
     }
     metrics.subscribers.decrement(1.0);
 }

@@ -74,11 +74,35 @@ impl Summary {
 /// One row of the prototype's table.
 struct Row {
     rowid: i64,
-    topic: Option<String>,
-    event_id: Option<String>,
-    timestamp: Option<String>,
-    source: Option<String>,
-    payload: Option<String>,
+    /// Each column's text, `None` for NULL, or why the column cannot be read as text.
+    topic: Column,
+    event_id: Column,
+    timestamp: Column,
+    source: Column,
+    payload: Column,
+}
+
+type Column = Result<Option<String>, String>;
+
+impl Row {
+    /// Bytes the row's text holds (for paging by size).
+    fn bytes(&self) -> usize {
+        [
+            &self.topic,
+            &self.event_id,
+            &self.timestamp,
+            &self.source,
+            &self.payload,
+        ]
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .ok()
+                .and_then(|t| t.as_ref())
+                .map_or(0, String::len)
+        })
+        .sum()
+    }
 }
 
 /// Reads, converts and publishes every row; returns the summary (failed rows included).
@@ -111,24 +135,32 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
     };
     let mut summary = Summary::default();
     let mut batch: Vec<(i64, Value)> = Vec::with_capacity(args.batch_size);
+    let mut batch_bytes = 0;
     let mut after = i64::MIN;
-    // Pages of rows by rowid, so memory stays flat whatever the table's size.
-    while let Some(rows) = read_page(&db, &args.from, after)? {
+    // Pages of rows by rowid, bounded in rows and in bytes, so memory stays flat whatever the
+    // table's size and its rows' sizes.
+    while let Some(rows) = read_page(&db, &args.from, after, PAGE_BYTES)? {
         after = rows.last().map_or(after, |r| r.rowid);
         for row in rows {
             summary.read += 1;
             progress.inc(1);
+            let row_bytes = row.bytes();
             match to_event(&row, &now) {
-                Ok(event) => batch.push((row.rowid, event)),
+                Ok(event) => {
+                    batch.push((row.rowid, event));
+                    batch_bytes += row_bytes;
+                }
                 Err(reason) => summary.failures.push(RowFailure {
                     rowid: row.rowid,
                     reason,
                 }),
             }
-            if batch.len() == args.batch_size {
+            // A batch is one request: at most --batch-size rows and about a body's worth.
+            if batch.len() == args.batch_size || batch_bytes >= BATCH_BYTES {
                 publisher
                     .publish(&std::mem::take(&mut batch), &mut summary)
                     .await?;
+                batch_bytes = 0;
             }
         }
     }
@@ -151,14 +183,21 @@ fn open(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
         .with_context(|| format!("cannot open {}", path.display()))
 }
 
-/// Rows read per query.
+/// Rows read per query, at most.
 const PAGE_ROWS: i64 = 5_000;
+/// Bytes of row text read per query, at most (a page ends after the row that crosses it):
+/// 5000 rows of 10 MB would otherwise be read at once (2 GB for 60 such rows before).
+const PAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of rows sent in one request, about: the service's default body limit is 4 MiB.
+const BATCH_BYTES: usize = 3 * 1024 * 1024;
 
-/// The next rows after rowid `after`, in rowid order; `None` past the last.
+/// The next rows after rowid `after`, in rowid order, until `max_bytes` of text; `None` past
+/// the last.
 fn read_page(
     db: &rusqlite::Connection,
     path: &std::path::Path,
     after: i64,
+    max_bytes: usize,
 ) -> anyhow::Result<Option<Vec<Row>>> {
     let mut statement = db
         .prepare_cached(
@@ -171,38 +210,73 @@ fn read_page(
                 path.display()
             )
         })?;
-    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<String>> {
-        // The prototype wrote TEXT; a number or blob there is read as its text.
+    const NAMES: [&str; 6] = [
+        "rowid",
+        "topic",
+        "event_id",
+        "timestamp",
+        "source",
+        "payload",
+    ];
+    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Column> {
+        use rusqlite::types::ValueRef;
+        let name = NAMES[i];
+        // Identities must be text as stored: two different blobs would both read as U+FFFD,
+        // and INTEGER 1 and REAL 1.0 both as "1", making one of them a false duplicate.
+        let identity = i <= 2;
         Ok(match row.get_ref(i)? {
-            rusqlite::types::ValueRef::Null => None,
-            rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
-            rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
-            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                Some(String::from_utf8_lossy(t).into_owned())
-            }
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(|t| Some(t.to_owned()))
+                .map_err(|_| format!("{name} is not valid UTF-8 text")),
+            ValueRef::Blob(_) if identity => Err(format!("{name} is a BLOB, not text")),
+            ValueRef::Integer(_) if identity => Err(format!("{name} is an INTEGER, not text")),
+            ValueRef::Real(_) if identity => Err(format!("{name} is a REAL, not text")),
+            // Other columns: a number is read as its text, a blob as its UTF-8 text.
+            ValueRef::Integer(n) => Ok(Some(n.to_string())),
+            ValueRef::Real(f) => Ok(Some(f.to_string())),
+            ValueRef::Blob(t) => std::str::from_utf8(t)
+                .map(|t| Some(t.to_owned()))
+                .map_err(|_| format!("{name} is a BLOB that is not UTF-8 text")),
         })
     };
-    let rows = statement
-        .query_map([after, PAGE_ROWS], |row| {
-            Ok(Row {
-                rowid: row.get(0)?,
-                topic: text(row, 1)?,
-                event_id: text(row, 2)?,
-                timestamp: text(row, 3)?,
-                source: text(row, 4)?,
-                payload: text(row, 5)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut cursor = statement.query([after, PAGE_ROWS])?;
+    // Pulled one at a time: the page stops at the byte bound without reading further rows.
+    while let Some(row) = cursor
+        .next()
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        let row = Row {
+            rowid: row.get(0)?,
+            topic: text(row, 1)?,
+            event_id: text(row, 2)?,
+            timestamp: text(row, 3)?,
+            source: text(row, 4)?,
+            payload: text(row, 5)?,
+        };
+        bytes += row.bytes();
+        rows.push(row);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
     Ok((!rows.is_empty()).then_some(rows))
+}
+
+/// A column's text (`None` for NULL), or why it is not text.
+fn column(c: &Column) -> Result<Option<&str>, String> {
+    c.as_ref().map(Option::as_deref).map_err(Clone::clone)
 }
 
 /// The row as an event the service accepts, or why not.
 fn to_event(row: &Row, now: &str) -> Result<Value, String> {
-    let topic = row.topic.as_deref().ok_or("topic is NULL")?;
-    let event_id = row.event_id.as_deref().ok_or("event_id is NULL")?;
-    let payload_text = row.payload.as_deref().ok_or("payload is NULL")?;
+    let topic = column(&row.topic)?.ok_or("topic is NULL")?;
+    let event_id = column(&row.event_id)?.ok_or("event_id is NULL")?;
+    let payload_text = column(&row.payload)?.ok_or("payload is NULL")?;
+    let timestamp = column(&row.timestamp)?;
+    let source = column(&row.source)?;
     let payload = pylit::parse(payload_text).or_else(|python| {
         serde_json::from_str::<Value>(payload_text)
             .map_err(|_| format!("payload is neither a Python literal ({python}) nor JSON"))
@@ -213,13 +287,21 @@ fn to_event(row: &Row, now: &str) -> Result<Value, String> {
     let event = json!({
         "topic": topic,
         "event_id": event_id,
-        "timestamp": row.timestamp.as_deref().unwrap_or(now),
-        "source": row.source.as_deref().unwrap_or(""),
+        "timestamp": timestamp.unwrap_or(now),
+        "source": source.unwrap_or(""),
         "payload": payload,
     });
     // The service's own validation, so one bad row never fails the batch it travels in.
     let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
-    parse_publish_body(&body, 1).map_err(|e| e.to_string())?;
+    parse_publish_body(&body, 1).map_err(|e| match e {
+        // Name each field and why, not only "invalid event".
+        crate::event::RequestError::Invalid(details) => details
+            .iter()
+            .map(|d| format!("{}: {}", d.field, d.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    })?;
     Ok(event)
 }
 
@@ -332,4 +414,33 @@ enum Reply {
     },
     /// 400, 413 or 422, with the service's reply.
     Rejected(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_stops_at_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE events (topic, event_id, timestamp, source, payload)")
+            .unwrap();
+        for i in 0..10 {
+            conn.execute(
+                "INSERT INTO events VALUES ('t', ?1, NULL, NULL, ?2)",
+                rusqlite::params![format!("e{i}"), "x".repeat(1_000_000)],
+            )
+            .unwrap();
+        }
+        let page = read_page(&conn, &path, i64::MIN, 2_500_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.len(), 3, "the row crossing 2.5 MB ends the page");
+        let rest = read_page(&conn, &path, page[2].rowid, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.len(), 7);
+    }
 }

@@ -391,3 +391,48 @@ async fn thousands_of_connections_all_get_an_http_answer() {
     let answered = outcomes.get("200").unwrap_or(&0) + outcomes.get("503").unwrap_or(&0);
     assert_eq!(answered, connections, "{outcomes:?}");
 }
+
+/// Issue 19 #2: 12 events of 3.9 MB on a topic; 150 subscribers with a 4 KB receive window
+/// that never read and reconnect every 9 s. Stream frames are charged on one shared budget
+/// (`--max-stream-mib`, 64) from the read until hyper has written them, and built without a
+/// second copy of the event: RSS stays within baseline + 512 MiB. Before, each subscriber held
+/// ~7x the event size (RSS 136 -> 4,160 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_never_read_big_events_hold_bounded_memory() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = BinaryApp::start_quiet(dir.path(), &["--max-connections", "400"]);
+    publish_big_events(&app.address, "big", (12, 1), 3_900_000).await;
+    let baseline = app.peak_rss_mib();
+    let address = app.socket_address();
+    let subscribers: Vec<_> = (0..150)
+        .map(|_| {
+            let address = address.clone();
+            tokio::spawn(async move {
+                for _ in 0..2 {
+                    let mut conn = connect_small_window(&address).await;
+                    conn.write_all(b"GET /events/stream?topic=big HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .await
+                        .unwrap();
+                    // Never reads; reconnects after 9 s as a flaky client would.
+                    tokio::time::sleep(Duration::from_secs(9)).await;
+                }
+            })
+        })
+        .collect();
+    for subscriber in subscribers {
+        subscriber.await.unwrap();
+    }
+    let peak = app.peak_rss_mib();
+    let health = reqwest::get(format!("{}/healthz", app.address))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    println!(
+        "ATTACK 150 never-reading subscribers of 12 x 3.9 MB events: peak RSS {baseline:.0} -> {peak:.0} MiB"
+    );
+    assert!(
+        peak - baseline <= 512.0,
+        "peak RSS {baseline:.0} -> {peak:.0} MiB"
+    );
+}

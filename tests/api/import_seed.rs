@@ -177,3 +177,46 @@ async fn a_missing_file_or_another_schema_is_a_clear_error() {
     assert!(!ok);
     assert!(output.contains("--url \"nonsense\""), "{output}");
 }
+
+/// Rows whose identities are not text fail, each naming its column: before, BLOB ids `x'ff'`
+/// and `x'fe'` both became "\u{FFFD}" (the second a false duplicate, its payload dropped), and
+/// REAL 1.0 and INTEGER 1 both became "1". A row the service would refuse names the field
+/// (before: only "invalid event"). Every other row is still imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_rows_fail_naming_their_column_and_the_rest_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("odd.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        // No column affinity, so values keep the storage class they were written with.
+        conn.execute_batch(
+            "CREATE TABLE events (topic, event_id, timestamp, source, payload);
+             INSERT INTO events VALUES ('t', x'ff', '2025-01-01T00:00:00Z', 's', '{\"a\": 1}');
+             INSERT INTO events VALUES ('t', x'fe', '2025-01-01T00:00:00Z', 's', '{\"a\": 2}');
+             INSERT INTO events VALUES ('t', 1.0, '2025-01-01T00:00:00Z', 's', '{\"a\": 3}');
+             INSERT INTO events VALUES ('t', 1, '2025-01-01T00:00:00Z', 's', '{\"a\": 4}');
+             INSERT INTO events VALUES (x'00ff', 'e', '2025-01-01T00:00:00Z', 's', '{\"a\": 5}');
+             INSERT INTO events VALUES ('t', 'late', 'not a date', 's', '{\"a\": 6}');
+             INSERT INTO events VALUES ('t', 'good', '2025-01-01T00:00:00Z', 's', '{\"a\": 7}');",
+        )
+        .unwrap();
+    }
+    let app = TestApp::spawn().await;
+    let (ok, text) = import(&db, &app.address);
+    assert!(!ok, "rows failed: the exit code says so\n{text}");
+    for expected in [
+        "row 1 failed: event_id is a BLOB, not text",
+        "row 2 failed: event_id is a BLOB, not text",
+        "row 3 failed: event_id is a REAL, not text",
+        "row 4 failed: event_id is an INTEGER, not text",
+        "row 5 failed: topic is a BLOB, not text",
+        "row 6 failed: timestamp:",
+        "read=7 stored=1 already_present=0 failed=6",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    let stored = app.topic_events("t", 100).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["event_id"], "good");
+    app.stop().await;
+}

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::app::event;
 use crate::support::process::{BinaryApp, start_fails};
@@ -55,6 +55,7 @@ async fn a_soft_limit_of_1024_is_raised_and_1020_streams_leave_publishes_answere
     let app = BinaryApp::from_command(under_ulimit("-Sn", &dir.path().join("data"), &[]));
     let address = app.socket_address();
     let mut streams = Vec::new();
+    let mut unanswered = 0;
     for i in 0..1020 {
         let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
         conn.write_all(
@@ -62,8 +63,19 @@ async fn a_soft_limit_of_1024_is_raised_and_1020_streams_leave_publishes_answere
         )
         .await
         .unwrap();
+        // Every stream is answered: 200 within the reader slots, 503 past them.
+        let mut head = [0u8; 12];
+        match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut head)).await {
+            Ok(Ok(_)) if head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.1 503") => {
+            }
+            _ => unanswered += 1,
+        }
         streams.push(conn);
+        if unanswered > 3 {
+            break;
+        }
     }
+    assert_eq!(unanswered, 0, "every stream answered (200 or 503)");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -106,6 +118,9 @@ async fn many_idle_partitions_stay_small() {
         .unwrap();
     assert_eq!(reply.status(), 200);
     let rss = crate::support::process::rss_kib(app.child.id()) as f64 / 1024.0;
-    println!("PARTITIONS 256 idle: RSS {rss:.0} MiB, peak {:.0} MiB", app.peak_rss_mib());
+    println!(
+        "PARTITIONS 256 idle: RSS {rss:.0} MiB, peak {:.0} MiB",
+        app.peak_rss_mib()
+    );
     assert!(rss <= 300.0, "RSS {rss:.0} MiB with 256 idle partitions");
 }
