@@ -120,6 +120,9 @@ pub(super) async fn publish(
             return Err(e.into());
         }
     };
+    if let Some(disk) = &state.disk {
+        disk.note_accepted(bytes.len());
+    }
     drop(bytes);
     charge.shrink_to(events.iter().map(crate::event::Event::memory_bytes).sum());
     let outcome = state
