@@ -42,7 +42,7 @@ on_every_store! {
         // The stream of every topic: a position per partition (3 here), one past the store.
         let body = refused(&app, "/events/stream", Some("0.0.999")).await;
         let last = body["last"].as_str().unwrap().to_string();
-        assert_eq!(last.split('.').count(), 3, "{body}");
+        assert!(last.starts_with("3s"), "the end cursor of 3 partitions: {body}");
         // Resuming from what the store says works.
         let ok = app.get("/events?topic=restored&after=5").await;
         assert_eq!(ok.status(), 200);
