@@ -63,6 +63,9 @@ pub enum ApiError {
     /// 503 + `Retry-After`: every connection slot stayed busy.
     #[error("too many connections, retry later")]
     TooManyConnections,
+    /// 503 + `Retry-After`: the store could not be read (cause logged).
+    #[error("storage unavailable for reads, retry later")]
+    ReadUnavailable,
     /// 503 + `Retry-After`: too many `/events` responses are in flight.
     #[error("too many reads in progress, retry later")]
     ReadsBusy,
@@ -100,6 +103,7 @@ impl ApiError {
             | Self::TooManyConnections
             | Self::ReadsBusy
             | Self::ReadersFull(_)
+            | Self::ReadUnavailable
             | Self::LowDisk(_)
             | Self::PartitionLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,6 +118,7 @@ impl ApiError {
             | Self::TooManyConnections
             | Self::ReadsBusy
             | Self::ReadersFull(_)
+            | Self::ReadUnavailable
             | Self::PartitionLost => Some(1),
             Self::LowDisk(_) => Some(crate::disk::RETRY_AFTER_SECS),
             _ => None,

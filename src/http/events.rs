@@ -120,7 +120,7 @@ struct Cursor {
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
         (status = 409, description = "`after` is ahead of the store (e.g. a restored backup); `last` names the store's last position", body = super::error::ErrorBody),
-        (status = 503, description = "Too many reads in flight, or (a long poll) every reader slot is taken; see Retry-After", body = super::error::ErrorBody),
+        (status = 503, description = "Too many reads in flight, (a long poll) every reader slot is taken, or the store could not be read; see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,

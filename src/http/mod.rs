@@ -182,9 +182,15 @@ impl AppState {
 }
 
 /// A failed store read: logged, answered with a generic 500.
+/// A store read that failed: a damaged row is a 500; anything else (a lost partition file, a
+/// database that cannot be opened or reached) is the store being unavailable: 503 +
+/// `Retry-After`, as for publishes. The cause goes to the log.
 fn read_failed(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "read failed");
-    ApiError::Internal
+    match e {
+        crate::store::StoreError::CorruptPayload { .. } => ApiError::Internal,
+        _ => ApiError::ReadUnavailable,
+    }
 }
 
 /// The whole API, without a socket: tests drive it over a real socket.

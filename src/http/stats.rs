@@ -51,6 +51,7 @@ pub(super) struct PartitionBody {
         (status = 200, description = "Counters and state", body = StatsBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+        (status = 503, description = "The store could not be read (e.g. a partition database lost while running); see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn stats(
     State(state): State<Arc<AppState>>,

@@ -82,8 +82,7 @@ impl AsRef<[u8]> for ChargedFrame {
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
         (status = 409, description = "The cursor is ahead of the store (e.g. a restored backup); `last` names the store's last position", body = super::error::ErrorBody),
-        (status = 500, description = "The store could not be read (`after=now`)", body = super::error::ErrorBody),
-        (status = 503, description = "Shutting down, or every reader slot (`--max-readers`) is taken; see Retry-After", body = super::error::ErrorBody),
+        (status = 503, description = "Shutting down, every reader slot (`--max-readers`) is taken, or the store could not be read; see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,

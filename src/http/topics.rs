@@ -28,6 +28,7 @@ pub(super) const MAX_TOPICS_PAGE: usize = 1000;
         (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
         (status = 403, description = "The token lacks the read scope", body = super::error::ErrorBody),
+        (status = 503, description = "The store could not be read; see Retry-After", body = super::error::ErrorBody),
     ))]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,

@@ -218,6 +218,19 @@ async fn a_database_deleted_while_running_turns_readiness_red_and_its_publishes_
     }
     let (status, _) = publish(kept_topic, "1".into()).await;
     assert_eq!(status, 200, "other partitions keep working");
+    // Reads that need the lost file say the store is unavailable (before: a bare 500).
+    let stats = client
+        .get(format!("{}/stats", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 503);
+    assert!(stats.headers().contains_key("retry-after"));
+    let body: Value = stats.json().await.unwrap();
+    assert_eq!(
+        body["error"], "storage unavailable for reads, retry later",
+        "{body}"
+    );
     assert!(
         !dir.path().join("partition-000.db").exists(),
         "not recreated"
