@@ -383,22 +383,20 @@ impl Config {
 
     /// What these settings can hold open at once, for the open-files check at start.
     pub fn file_needs(&self) -> crate::limits::Need {
-        let sqlite_partitions = match self.store.location {
-            crate::store::Location::Sqlite => self
-                .store
-                .partitions
-                .map(usize::from)
-                .or_else(|| crate::store::sqlite::recorded_partitions(&self.store.data_dir))
-                .unwrap_or_else(StoreArgs::default_partitions),
-            crate::store::Location::Postgres(_) => 0,
-        };
-        let store_connections = match self.store.location {
-            crate::store::Location::Sqlite => 0,
+        let (sqlite_partitions, store_connections) = match self.store.location {
+            crate::store::Location::Sqlite => {
+                let partitions = self
+                    .store
+                    .partitions
+                    .map(usize::from)
+                    .or_else(|| crate::store::sqlite::recorded_partitions(&self.store.data_dir))
+                    .unwrap_or_else(StoreArgs::default_partitions);
+                (partitions, 0)
+            }
             // The writers' and readers' pools and the commit listener's connection.
             crate::store::Location::Postgres(_) => {
-                self.store.store_pool_size
-                    + crate::store::postgres::read_pool_size(self.store.store_pool_size)
-                    + 1
+                let pool = self.store.store_pool_size;
+                (0, pool + crate::store::postgres::read_pool_size(pool) + 1)
             }
         };
         crate::limits::Need {

@@ -17,6 +17,8 @@
 
 use std::time::Duration;
 
+use crate::clock::duration_ms;
+
 /// How often a partition records a commit-time mark (and looks for events to prune).
 pub const MARK_EVERY: Duration = Duration::from_secs(1);
 /// How long one pruning or forgetting step should take on SQLite, where it holds the
@@ -154,8 +156,6 @@ impl Retention {
 pub fn now_ms() -> i64 {
     crate::clock::now_ms()
 }
-
-use crate::clock::duration_ms;
 
 /// A duration as the flags take it: a positive integer with unit `s`, `m`, `h` or `d`
 /// (`30s`, `12h`, `7d`).

@@ -50,13 +50,15 @@ pub fn run(args: &BackupArgs, mut progress: impl FnMut(&str)) -> anyhow::Result<
             args.data_dir.display()
         )
     })?;
-    check_out(&args.out, &args.data_dir)?;
-    let partial = partial_dir(&args.out)?;
+    // The folder `--out` goes in, resolved once: checked, and where the partial copy is made.
+    let parent = absolute_parent(&args.out)?;
+    check_out(&args.out, &parent, &args.data_dir)?;
+    let partial = partial_dir(&args.out, &parent)?;
     std::fs::create_dir(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let started = Instant::now();
     let result = copy_all(&databases, &manifest, &partial, &mut progress)
-        .and_then(|copied| publish(&partial, &args.out).map(|()| copied));
+        .and_then(|copied| publish(&partial, &args.out, &parent).map(|()| copied));
     if result.is_err() {
         // Leave nothing that looks like a backup.
         let _ = std::fs::remove_dir_all(&partial);
@@ -72,7 +74,7 @@ pub fn run(args: &BackupArgs, mut progress: impl FnMut(&str)) -> anyhow::Result<
 
 /// `out` must not exist or be an empty directory, and must not lie inside the data dir (the
 /// service would find a second set of partition files there, and a backup of a backup grows).
-fn check_out(out: &Path, data_dir: &Path) -> anyhow::Result<()> {
+fn check_out(out: &Path, parent: &Path, data_dir: &Path) -> anyhow::Result<()> {
     match std::fs::read_dir(out) {
         Ok(mut entries) => anyhow::ensure!(
             entries.next().is_none(),
@@ -85,7 +87,6 @@ fn check_out(out: &Path, data_dir: &Path) -> anyhow::Result<()> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("cannot use {}", data_dir.display()))?;
-    let parent = absolute_parent(out)?;
     anyhow::ensure!(
         !parent.starts_with(&data_dir),
         "{} is inside the data dir {}; write the backup somewhere else (nothing was written)",
@@ -106,12 +107,13 @@ fn absolute_parent(out: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot use {} (its folder must exist)", out.display()))
 }
 
-/// The hidden folder beside `out` that a backup is written into before it is renamed.
-fn partial_dir(out: &Path) -> anyhow::Result<PathBuf> {
+/// The hidden folder beside `out` (in `parent`) that a backup is written into before it is
+/// renamed.
+fn partial_dir(out: &Path, parent: &Path) -> anyhow::Result<PathBuf> {
     let name = out
         .file_name()
         .with_context(|| format!("{} does not name a folder", out.display()))?;
-    Ok(absolute_parent(out)?.join(format!(
+    Ok(parent.join(format!(
         ".{}.partial-{}",
         name.to_string_lossy(),
         std::process::id()
@@ -120,10 +122,8 @@ fn partial_dir(out: &Path) -> anyhow::Result<PathBuf> {
 
 /// Makes the complete copy visible under its name: a rename (over an empty `out`, which
 /// rename(2) allows for directories), then the parent synced so the rename survives a crash.
-fn publish(partial: &Path, out: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(partial)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync {}", partial.display()))?;
+fn publish(partial: &Path, out: &Path, parent: &Path) -> anyhow::Result<()> {
+    sync(partial)?;
     std::fs::rename(partial, out).with_context(|| {
         format!(
             "cannot rename the finished copy {} to {}",
@@ -131,10 +131,14 @@ fn publish(partial: &Path, out: &Path) -> anyhow::Result<()> {
             out.display()
         )
     })?;
-    let parent = absolute_parent(out)?;
-    std::fs::File::open(&parent)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync {}", parent.display()))
+    sync(parent)
+}
+
+/// fsync of a file or folder, so what was written (or renamed in it) survives a crash.
+fn sync(path: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("cannot sync {}", path.display()))
 }
 
 fn copy_all(
@@ -157,9 +161,7 @@ fn copy_all(
                 target.display()
             )
         })?;
-        std::fs::File::open(&target)
-            .and_then(|file| file.sync_all())
-            .with_context(|| format!("cannot sync {}", target.display()))?;
+        sync(&target)?;
         events += copied.events;
         bytes += copied.bytes;
         progress(&format!(

@@ -47,12 +47,12 @@ async fn wait_for_event(
 ) -> Result<bool, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let partition = partition_of(topic, state.store.partitions());
-    check_not_ahead(state, partition, topic, after).await?;
     let mut commits = state.ingest.partitions()[partition].topic_commits(topic);
     let probe = PageLimit {
         max_events: 1,
         max_bytes: 1,
     };
+    let mut first = true;
     loop {
         commits.mark_seen();
         let found = state
@@ -62,6 +62,10 @@ async fn wait_for_event(
             .map_err(read_failed)?;
         if !found.is_empty() {
             return Ok(true);
+        }
+        // Only a poll that would wait can be waiting for a cursor from the future.
+        if std::mem::take(&mut first) {
+            check_not_ahead(state, partition, topic, after).await?;
         }
         tokio::select! {
             () = commits.changed() => {}

@@ -14,7 +14,6 @@ mod readers;
 pub mod server;
 mod stats;
 mod stream;
-pub use stream::read_reservation as stream_read_reservation;
 mod topics;
 mod unread_body;
 
@@ -40,6 +39,7 @@ use readers::ReaderSlots;
 
 pub use events::MAX_PAGE;
 pub(crate) use publish::PARSE_BYTES_PER_BODY_BYTE;
+pub use stream::read_reservation as stream_read_reservation;
 
 /// Request limits enforced before anything is enqueued.
 #[derive(Debug, Clone, Copy)]
@@ -181,7 +181,6 @@ impl AppState {
     }
 }
 
-/// A failed store read: logged, answered with a generic 500.
 /// A store read that failed: a damaged row is a 500; anything else (a lost partition file, a
 /// database that cannot be opened or reached) is the store being unavailable: 503 +
 /// `Retry-After`, as for publishes. The cause goes to the log.

@@ -113,28 +113,17 @@ pub(super) async fn stream(
                     .last_positions()
                     .await
                     .map_err(super::read_failed)?,
-                Some(raw) => parse_cursor(raw, partitions)?,
+                Some(raw) => positions_not_ahead(&state, parse_cursor(raw, partitions)?).await?,
             },
         },
     };
-    match &follow {
-        Follow::Topic {
-            topic,
-            partition,
-            after,
-        } => super::events::check_not_ahead(&state, *partition, topic, *after).await?,
-        Follow::All { after } => {
-            let last = state
-                .store
-                .last_positions()
-                .await
-                .map_err(super::read_failed)?;
-            if after.iter().zip(&last).any(|(a, l)| a > l) {
-                return Err(ApiError::CursorAhead {
-                    last: encode_cursor(&last),
-                });
-            }
-        }
+    if let Follow::Topic {
+        topic,
+        partition,
+        after,
+    } = &follow
+    {
+        super::events::check_not_ahead(&state, *partition, topic, *after).await?;
     }
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -211,6 +200,21 @@ fn parse_cursor(raw: &str, partitions: usize) -> Result<Vec<i64>, ApiError> {
             shown(raw)
         ))
     })
+}
+
+/// Guarantee 9 for the stream of every topic: `after` must not be past the store's positions.
+async fn positions_not_ahead(state: &AppState, after: Vec<i64>) -> Result<Vec<i64>, ApiError> {
+    let last = state
+        .store
+        .last_positions()
+        .await
+        .map_err(super::read_failed)?;
+    if after.iter().zip(&last).any(|(a, l)| a > l) {
+        return Err(ApiError::CursorAhead {
+            last: encode_cursor(&last),
+        });
+    }
+    Ok(after)
 }
 
 /// `<partitions>s<partition>:<position>.…`: partitions ascending, positions past 0.

@@ -76,7 +76,7 @@ fn wake_topics(topics: &TopicWakers, batch: &CommitBatch, inserted: &[bool]) {
         .zip(inserted)
         .filter(|(_, new)| **new)
     {
-        // Batches hold runs of one topic: wake each run once.
+        // Consecutive events of one topic (the common shape of a batch) wake it once.
         if last != Some(event.topic.as_str()) {
             topics.wake(&event.topic);
             last = Some(event.topic.as_str());

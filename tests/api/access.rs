@@ -113,22 +113,22 @@ all
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_token_file_line_with_an_unknown_scope_refuses_to_start() {
+/// Starts the service with a token file holding `text`; returns how the start ended (these
+/// files are refused, so it ends at once).
+async fn start_with_token_file(text: &str) -> Result<(), RunError> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens");
-    std::fs::write(
-        &file,
-        "good
-bad admin
-",
-    )
-    .unwrap();
+    std::fs::write(&file, text).unwrap();
     let mut config = Config::from_defaults();
     config.store.data_dir = dir.path().join("data");
     config.http.api_token_file = Some(file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    uts_aggregator::run(config, listener, std::future::pending()).await
+}
+
+#[tokio::test]
+async fn a_token_file_line_with_an_unknown_scope_refuses_to_start() {
+    let result = start_with_token_file("good\nbad admin\n").await;
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("line 2") && message.contains("unknown scope"),
@@ -140,14 +140,7 @@ bad admin
 /// then `dup publish` made `dup` a publisher only).
 #[tokio::test]
 async fn a_repeated_token_in_the_token_file_refuses_to_start_naming_both_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens");
-    std::fs::write(&file, "# team tokens\ndup read\nother\ndup publish\n").unwrap();
-    let mut config = Config::from_defaults();
-    config.store.data_dir = dir.path().join("data");
-    config.http.api_token_file = Some(file);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    let result = start_with_token_file("# team tokens\ndup read\nother\ndup publish\n").await;
     let message = result.unwrap_err().to_string();
     assert!(
         message.contains("line 4") && message.contains("the same token as line 2"),
@@ -182,14 +175,7 @@ async fn the_bearer_scheme_word_is_accepted_in_any_case() {
 
 #[tokio::test]
 async fn an_empty_token_file_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens");
-    std::fs::write(&file, "# nothing here\n").unwrap();
-    let mut config = Config::from_defaults();
-    config.store.data_dir = dir.path().join("data");
-    config.http.api_token_file = Some(file);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    let result = start_with_token_file("# nothing here\n").await;
     assert!(
         matches!(
             result,

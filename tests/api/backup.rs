@@ -144,12 +144,8 @@ async fn a_killed_backup_leaves_nothing_serve_adopts() {
         let status = child.wait().unwrap();
         if out.exists() {
             let copy = BinaryApp::start(&out);
-            let stats: serde_json::Value = reqwest::get(format!("{}/stats", copy.address))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats =
+                crate::support::workload::stats(&reqwest::Client::new(), &copy.address).await;
             assert_eq!(
                 stats["unique_processed"], 60_000,
                 "kill after {after_ms} ms ({status}): a copy under --out is complete"

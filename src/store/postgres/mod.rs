@@ -152,23 +152,24 @@ impl Shared {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Postgres {
-            location: self.label.clone(),
-            what: "connect",
-            reason: with_causes(&e),
-        })
+        self.connect(&self.pool, "connect").await
     }
 
     /// A connection of the readers' pool.
     async fn read_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.read_pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Postgres {
-                location: self.label.clone(),
-                what: "connect (reads)",
-                reason: with_causes(&e),
-            })
+        self.connect(&self.read_pool, "connect (reads)").await
+    }
+
+    async fn connect(
+        &self,
+        pool: &Pool,
+        what: &'static str,
+    ) -> Result<deadpool_postgres::Object, StoreError> {
+        pool.get().await.map_err(|e| StoreError::Postgres {
+            location: self.label.clone(),
+            what,
+            reason: with_causes(&e),
+        })
     }
 }
 
