@@ -10,6 +10,9 @@ use serde::Serialize;
 use crate::event::{FieldError, RequestError};
 use crate::ingest::IngestError;
 
+/// The most bytes a request's head (request line, headers, blank line) may take.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: body not JSON / wrong shape, or a bad query parameter.
@@ -41,6 +44,10 @@ pub enum ApiError {
     /// reader resuming against a restored backup; `last` is the store's last position.
     #[error("cursor is ahead of the store")]
     CursorAhead { last: String },
+    /// 431: the request head (request line and headers) is over [`MAX_HEAD_BYTES`]. hyper
+    /// refuses far larger heads itself; this makes the documented bound exact.
+    #[error("the request headers are too large or too many (at most 100 headers, 64 KiB in all)")]
+    HeadersTooLarge,
     /// 415: `POST /publish` without `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -97,6 +104,7 @@ impl ApiError {
             Self::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CursorAhead { .. } => StatusCode::CONFLICT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Overloaded { .. }
             | Self::ShuttingDown
             | Self::StoreUnavailable { .. }

@@ -221,6 +221,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: the head as the client sent it, before the request id is added.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_large_heads,
+        ))
         .with_state(state)
 }
 
@@ -293,6 +298,35 @@ async fn track_requests(
         );
     }
     response
+}
+
+/// 431 for a head over [`error::MAX_HEAD_BYTES`], counted under the route `other`.
+async fn refuse_large_heads(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if head_bytes(&request) <= error::MAX_HEAD_BYTES {
+        return next.run(request).await;
+    }
+    let response = ApiError::HeadersTooLarge.into_response();
+    state
+        .metrics
+        .record_request("other", response.status().as_u16());
+    response
+}
+
+/// The size of a request's head as it came on the wire (HTTP/1.1): request line, each header
+/// as `name: value\r\n`, the blank line. hyper's read buffer lets heads somewhat past
+/// 64 KiB through (its bound is on the buffer, not the head); this is the exact bound.
+fn head_bytes(request: &Request) -> usize {
+    let line = request.method().as_str().len() + 1 + request.uri().to_string().len() + 11;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + headers + 2
 }
 
 /// The request id header: set (a UUID) when the client sent none, echoed in the reply.

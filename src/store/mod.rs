@@ -364,6 +364,12 @@ pub async fn open(options: &OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
 pub enum StoreError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// SQLite could not open a file because the process has no file descriptor left.
+    #[error(
+        "{path} cannot be opened: too many open files (EMFILE): the process reached its \
+         open-files limit (`ulimit -n`); raise it or lower --partitions / --max-connections"
+    )]
+    TooManyOpenFiles { path: String },
     #[error("sqlite error on {path}: {source}")]
     Sqlite {
         path: String,

@@ -242,6 +242,36 @@ async fn errors_hyper_answers_itself_carry_a_json_body_too() {
     app.stop().await;
 }
 
+/// A head of about `bytes` bytes in all: 50 headers of equal size, then the blank line.
+fn head_of(bytes: usize) -> Vec<u8> {
+    let start = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+    let per_header = (bytes - start.len() - 2) / 50;
+    let mut head = start.to_string();
+    for i in 0..50 {
+        let name = format!("X-H{i:02}: ");
+        let width = per_header - name.len() - 2;
+        head.push_str(&format!("{name}{}\r\n", "v".repeat(width)));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+#[tokio::test]
+async fn request_heads_are_bounded_at_64_kib_exactly() {
+    let app = TestApp::spawn().await;
+    // Sizes hyper's read buffer alone let through (up to ~114 KB was accepted).
+    for size in [66_000, 80_000, 100_000, 110_000] {
+        let reply = raw_reply(&app, &head_of(size)).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{size}: {reply:.80}");
+        let (_, body) = reply.split_once("\r\n\r\n").unwrap();
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("64 KiB"), "{body}");
+    }
+    let reply = raw_reply(&app, &head_of(60_000)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.80}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn events_and_topics_refuse_unknown_repeated_and_non_utf8_query_parameters() {
     let app = TestApp::spawn().await;

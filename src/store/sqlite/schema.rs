@@ -149,10 +149,13 @@ pub(super) fn existing_identity(path: &std::path::Path) -> Result<Option<String>
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("cannot be opened ({e})"))?;
+    .map_err(|e| format!("cannot be opened ({e}){}", open_files_hint()))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| format!("is not a database ({e})"))?;
+        .map_err(|e| match open_files_hint() {
+            hint if !hint.is_empty() => format!("cannot be opened ({e}){hint}"),
+            _ => format!("is not a database ({e})"),
+        })?;
     if version < 1 {
         return Err("is empty (no aggregator schema)".into());
     }
@@ -164,4 +167,62 @@ pub(super) fn existing_identity(path: &std::path::Path) -> Result<Option<String>
     })
     .map(Some)
     .map_err(|e| format!("has no identity ({e})"))
+}
+
+/// When the process has no file descriptor left (EMFILE), what to say about it; else `""`.
+/// SQLite reports EMFILE only as "unable to open database file", which reads like a damaged
+/// or missing file.
+pub(super) fn open_files_hint() -> &'static str {
+    match std::fs::File::open("/dev/null") {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32) => {
+            ": too many open files (EMFILE): the process reached its open-files limit \
+             (`ulimit -n`); raise it or lower --partitions / --max-connections"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run in a child process (it lowers its own open-files limit and uses every descriptor).
+    const CHILD: &str = "AGG_EMFILE_CHILD";
+
+    #[test]
+    fn a_partition_that_cannot_be_opened_for_lack_of_descriptors_is_named_emfile() {
+        let Some(path) = std::env::var_os(CHILD) else {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("partition-000.db");
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn).unwrap();
+            identity(&conn).unwrap();
+            drop(conn);
+            assert!(matches!(existing_identity(&path), Ok(Some(_))));
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "--nocapture"])
+                .arg(
+                    "store::sqlite::schema::tests::\
+                     a_partition_that_cannot_be_opened_for_lack_of_descriptors_is_named_emfile",
+                )
+                .env(CHILD, &path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{text}");
+            assert!(text.contains("1 passed"), "{text}");
+            return;
+        };
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, 64, hard).unwrap();
+        let mut held = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            held.push(file);
+        }
+        let problem = existing_identity(std::path::Path::new(&path)).unwrap_err();
+        assert!(problem.contains("EMFILE"), "{problem}");
+        assert!(!problem.contains("not a database"), "{problem}");
+        drop(held);
+    }
 }

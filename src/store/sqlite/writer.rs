@@ -70,8 +70,14 @@ impl SqliteWriter {
             path: path_str.clone(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(sqlite)?;
-        schema::configure(&mut conn, options).map_err(sqlite)?;
+        let cannot_open = |source| match schema::open_files_hint() {
+            "" => sqlite(source),
+            _ => StoreError::TooManyOpenFiles {
+                path: path_str.clone(),
+            },
+        };
+        let mut conn = Connection::open(path).map_err(cannot_open)?;
+        schema::configure(&mut conn, options).map_err(cannot_open)?;
         let found = schema::migrate(&mut conn).map_err(sqlite)?;
         if found > schema::VERSION {
             return Err(StoreError::NewerSchema {
