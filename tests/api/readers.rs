@@ -230,6 +230,109 @@ async fn idle_readers_of_a_quiet_topic_cost_its_partition_little() {
     );
 }
 
+/// The service's thread count now (`/proc/<pid>/status`).
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// 1000 long polls following the busy topic itself (each re-arms after the last `seq` it got):
+/// every commit wakes all of them and each reads. With a read budget large enough not to
+/// hold them back (`--max-inflight-read-mib 16384`), the reads of a partition queue for its
+/// few read connections (four at once) rather than taking a blocking thread and a SQLite
+/// connection each; every follower still gets events. On the main before: a thread each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_a_busy_topic_queue_for_reads_without_a_thread_each() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = BinaryApp::start_quiet(
+        dir.path(),
+        &[
+            "--max-connections",
+            "2200",
+            "--max-readers",
+            "2100",
+            "--listen-backlog",
+            "4096",
+            "--max-inflight-read-mib",
+            "16384",
+        ],
+    );
+    let address = app.socket_address();
+    let window = Duration::from_secs(3);
+    let baseline = publish_for(&address, "busy", 4, window).await;
+    let idle_threads = threads(app.child.id());
+
+    let running = Arc::new(AtomicBool::new(true));
+    let (answered, not_ok) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let polls: Vec<_> = (0..1000)
+        .map(|_| {
+            let address = address.clone();
+            let (running, answered, not_ok) = (running.clone(), answered.clone(), not_ok.clone());
+            tokio::spawn(async move {
+                let mut after = baseline as u64;
+                while running.load(Ordering::Relaxed) {
+                    let path = format!("/events?topic=busy&after={after}&limit=10&wait=5");
+                    let (status, mut conn, _) = open(&address, &path, true).await;
+                    let mut body = Vec::new();
+                    let _ = conn.read_to_end(&mut body).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    let page: Vec<serde_json::Value> =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    match page.last().and_then(|e| e["seq"].as_u64()) {
+                        Some(seq) if status == 200 => after = seq,
+                        _ if status == 200 && body.ends_with(b"[]") => {}
+                        _ => {
+                            not_ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak_threads = {
+        let (sampling, pid) = (sampling.clone(), app.child.id());
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(threads(pid));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let with_followers = publish_for(&address, "busy", 4, window).await;
+    sampling.store(false, Ordering::Relaxed);
+    running.store(false, Ordering::Relaxed);
+    let peak_threads = peak_threads.await.unwrap();
+    for poll in polls {
+        poll.await.unwrap();
+    }
+    println!(
+        "READERS 1000 long polls following the busy topic: publishes in {window:?} alone \
+         {baseline}, with them {with_followers} ({:.2}x); long polls answered {}, not 200: {}; \
+         service threads idle {idle_threads}, peak {peak_threads}",
+        with_followers as f64 / baseline as f64,
+        answered.load(Ordering::Relaxed),
+        not_ok.load(Ordering::Relaxed),
+    );
+    assert!(
+        answered.load(Ordering::Relaxed) >= 2000,
+        "followers were woken and re-armed"
+    );
+    assert_eq!(not_ok.load(Ordering::Relaxed), 0, "every long poll 200");
+    // Reads run four at a time per partition: a few blocking threads, not one per follower.
+    assert!(
+        peak_threads <= idle_threads + 32,
+        "threads: idle {idle_threads}, peak {peak_threads}"
+    );
+}
+
 /// PostgreSQL: 300 idle SSE subscribers and 300 long polls of a quiet topic on the busy topic's
 /// partition. Commits wake only their topics' readers (the NOTIFY names them), and reads take
 /// connections of the readers' own pool, never the writers'. On the main before: 2,128 → 151

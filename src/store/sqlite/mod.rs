@@ -45,6 +45,8 @@ pub struct SqliteStore {
     options: WriterOptions,
     /// Shared with the blocking tasks that run the reads.
     readers: Vec<Arc<PartitionReader>>,
+    /// Per partition, the reads that may run at once (see [`SqliteStore::read`]).
+    read_slots: Vec<tokio::sync::Semaphore>,
 }
 
 impl SqliteStore {
@@ -73,11 +75,31 @@ impl SqliteStore {
         let readers = (0..data_dir.partitions())
             .map(|p| Arc::new(PartitionReader::new(&data_dir.partition_db(p))))
             .collect();
+        let read_slots = (0..data_dir.partitions())
+            .map(|_| tokio::sync::Semaphore::new(reader::MAX_IDLE_CONNECTIONS))
+            .collect();
         Ok(Self {
             options: writer_options,
             data_dir,
             readers,
+            read_slots,
         })
+    }
+
+    /// Runs one read of `partition` on the blocking pool, at most as many at once as the
+    /// partition keeps read connections: a thousand readers of one topic woken by one commit
+    /// queue here, waiting without a thread or a connection each (Guarantee 7).
+    async fn read<T: Send + 'static>(
+        &self,
+        partition: usize,
+        read: impl FnOnce(&PartitionReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _slot = self.read_slots[partition]
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let reader = self.readers[partition].clone();
+        blocking(move || read(&reader)).await
     }
 }
 
@@ -150,15 +172,17 @@ impl Store for SqliteStore {
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let reader = self.readers[partition].clone();
         let topic = topic.to_owned();
-        blocking(move || reader.topic_page(&topic, after, limit)).await
+        self.read(partition, move |reader| {
+            reader.topic_page(&topic, after, limit)
+        })
+        .await
     }
 
     async fn last_seq(&self, partition: usize, topic: &str) -> Result<i64, StoreError> {
-        let reader = self.readers[partition].clone();
         let topic = topic.to_owned();
-        blocking(move || reader.last_seq(&topic)).await
+        self.read(partition, move |reader| reader.last_seq(&topic))
+            .await
     }
 
     async fn position_page(
@@ -167,8 +191,8 @@ impl Store for SqliteStore {
         after: i64,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let reader = self.readers[partition].clone();
-        blocking(move || reader.position_page(after, limit)).await
+        self.read(partition, move |reader| reader.position_page(after, limit))
+            .await
     }
 
     async fn stored(&self) -> Result<Option<Stored>, StoreError> {
@@ -202,9 +226,11 @@ impl Store for SqliteStore {
         after: Option<(&str, i64)>,
         limit: PageLimit,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let reader = self.readers[partition].clone();
         let after = after.map(|(topic, seq)| (topic.to_owned(), seq));
-        blocking(move || reader.page(after.as_ref().map(|(t, s)| (t.as_str(), *s)), limit)).await
+        self.read(partition, move |reader| {
+            reader.page(after.as_ref().map(|(t, s)| (t.as_str(), *s)), limit)
+        })
+        .await
     }
 
     async fn topics_page(

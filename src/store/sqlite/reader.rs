@@ -9,9 +9,10 @@ use serde_json::value::RawValue;
 
 use crate::store::{PageLimit, StoreError, StoredEvent, TopicInfo};
 
-/// Idle read connections kept per partition; more concurrent reads open extra connections
-/// that are closed afterwards.
-const MAX_IDLE_CONNECTIONS: usize = 4;
+/// Idle read connections kept per partition, and the reads of one partition the store runs at
+/// once (see `SqliteStore::read`); a read beside those (the totals over every partition) opens
+/// an extra connection that is closed afterwards.
+pub(super) const MAX_IDLE_CONNECTIONS: usize = 4;
 
 /// Read access to one partition database. Cheap to share; blocking: the store runs it on the
 /// blocking pool.
