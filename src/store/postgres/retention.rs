@@ -35,11 +35,14 @@ use crate::store::StoreError;
 /// at 1.24×; 10 ms ~24,000 events/s at 8.2×.
 const STEP_BUDGET: Duration = Duration::from_millis(3);
 
-/// The committed last position and, read after its snapshot, the database's clock in Unix ms.
+/// The committed last position and, read after its snapshot, the database's clock in Unix ms,
+/// never before the partition's newest mark: a database clock stepped back does not make
+/// marks (and the commit times read from them) go backwards.
 const LAST_POSITION_AND_NOW: &str =
     "SELECT coalesce((SELECT last_pos FROM positions WHERE partition = $1), 0),
             (SELECT coalesce(max(pos), 0) FROM commit_marks WHERE partition = $1),
-            (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+            greatest((extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+                     (SELECT coalesce(max(at), 0) FROM commit_marks WHERE partition = $1))";
 
 /// The highest positions covered by a mark at or before each horizon.
 const HORIZONS: &str = "SELECT coalesce(max(pos) FILTER (WHERE at <= $2), 0),
