@@ -10,7 +10,7 @@ use crate::support::app::TestApp;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_chromium,
-    ignore = "needs Chromium: apt-get install chromium (always runs under CI=true)"
+    ignore = "needs Chromium: apt-get install chromium (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn the_docs_page_renders_every_operation_with_no_internet() {
     let app = TestApp::spawn().await;

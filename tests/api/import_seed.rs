@@ -95,7 +95,7 @@ fn import(db: &Path, url: &str) -> (bool, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(no_python, ignore = "needs python3 (always runs under CI=true)")]
+#[cfg_attr(no_python, ignore = "needs python3 (always runs under CI=true; after installing it, touch build.rs)")]
 async fn prototype_events_import_exactly_once_in_order_with_their_payloads() {
     let dir = tempfile::tempdir().unwrap();
     let Some(expected) = write_prototype_db(dir.path(), 1000) else {

@@ -9,7 +9,7 @@ use crate::support::app::{TestApp, event};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_playwright,
-    ignore = "needs Chromium and playwright-core: apt-get install chromium nodejs; npm ci --prefix tests/browser (always runs under CI=true)"
+    ignore = "needs Chromium and playwright-core: apt-get install chromium nodejs; npm ci --prefix tests/browser (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn the_live_page_shows_an_event_as_it_commits() {
     let app = TestApp::spawn().await;

@@ -106,7 +106,7 @@ proptest! {
     #[test]
     #[cfg_attr(
         no_postgres,
-        ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+        ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
     )]
     fn stored_set_and_counters_match_a_hashset_model_on_postgres(ops in prop::collection::vec(op(), 1..25)) {
         if let Some(backend) = Backend::postgres("model::on_postgres") {

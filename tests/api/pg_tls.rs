@@ -75,7 +75,7 @@ fn service_connections_use_tls(server: &PgServer, database: &str) -> Vec<String>
 #[tokio::test]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn verify_full_with_the_servers_ca_connects_encrypted_and_serves() {
     let certs = certificates();
@@ -103,7 +103,7 @@ async fn verify_full_with_the_servers_ca_connects_encrypted_and_serves() {
 #[tokio::test]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_certificate_from_another_ca_is_refused_unless_the_mode_does_not_verify() {
     let certs = certificates();
@@ -131,7 +131,7 @@ async fn a_certificate_from_another_ca_is_refused_unless_the_mode_does_not_verif
 #[tokio::test]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn verify_ca_accepts_a_certificate_issued_for_another_name_and_verify_full_does_not() {
     let certs = certificates();

@@ -114,7 +114,7 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_prometheus,
-    ignore = "needs Prometheus: apt-get install prometheus (always runs under CI=true)"
+    ignore = "needs Prometheus: apt-get install prometheus (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn every_dashboard_query_returns_data_and_scraped_counters_equal_stats() {
     let Some(binary) = find_prometheus() else {

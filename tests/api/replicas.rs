@@ -83,7 +83,7 @@ async fn overlapping_publishes_on(count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn two_replicas_publishing_overlapping_events_agree_exactly() {
     overlapping_publishes_on(2).await;
@@ -92,7 +92,7 @@ async fn two_replicas_publishing_overlapping_events_agree_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn three_replicas_publishing_overlapping_events_agree_exactly() {
     overlapping_publishes_on(3).await;
@@ -104,7 +104,7 @@ async fn three_replicas_publishing_overlapping_events_agree_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_resend_to_another_replica_is_a_duplicate_and_order_follows_commits() {
     let Some(apps) = replicas("replicas::resend", 2).await else {
@@ -133,7 +133,7 @@ async fn a_resend_to_another_replica_is_a_duplicate_and_order_follows_commits() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
     let Some(server) = pg::shared("replicas::sigkill") else {
@@ -184,7 +184,7 @@ async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     let Some(mut server) = pg::private("replicas::postgres_restart") else {
@@ -252,7 +252,7 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
 #[tokio::test]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
     let binary = env!("CARGO_BIN_EXE_uts-aggregator");
@@ -302,7 +302,7 @@ async fn postgres_start_failures_are_clear_and_keep_the_password_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_damaged_postgres_store_is_refused_at_start() {
     let Some(server) = pg::shared("replicas::damaged_store") else {
@@ -344,7 +344,7 @@ async fn a_damaged_postgres_store_is_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_postgres_store_from_before_positions_is_upgraded() {
     let Some(server) = pg::shared("replicas::positions_upgrade") else {
@@ -420,7 +420,7 @@ async fn a_postgres_store_from_before_positions_is_upgraded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_store() {
     let Some(server) = pg::shared("replicas::pg_dump") else {

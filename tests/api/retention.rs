@@ -160,7 +160,7 @@ fn retention_settings_that_cannot_work_are_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn replicas_prune_each_event_once_and_resends_during_pruning_stay_duplicates() {
     let test = "retention::replicas_prune_each_event_once";

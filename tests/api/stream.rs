@@ -320,7 +320,7 @@ async fn a_long_poll_answers_when_an_event_commits_or_when_the_wait_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     no_postgres,
-    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+    ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
 )]
 async fn an_event_committed_through_one_replica_reaches_a_subscriber_on_another_at_once() {
     let Some(server) = crate::support::pg::shared("stream::replicas") else {

@@ -55,7 +55,7 @@ macro_rules! on_every_store {
             #[tokio::test]
             #[cfg_attr(
                 no_postgres,
-                ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true)"
+                ignore = "needs PostgreSQL: apt-get install postgresql (always runs under CI=true; after installing it, touch build.rs)"
             )]
             async fn postgres() {
                 if let Some(backend) = crate::support::app::Backend::postgres(module_path!()) {
