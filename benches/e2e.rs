@@ -19,15 +19,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use uts_aggregator::consume::SeqCheck;
 use uts_aggregator::event::{Event, parse_publish_body};
-use uts_aggregator::import::{self, ImportArgs};
 use uts_aggregator::ingest::partition_of;
-use uts_aggregator::publish::{
-    BodyFormat, Compression, Plan, PlanSpec, PublishArgs, Report, Wire, run_plan,
-};
 use uts_aggregator::store::Durability;
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
+use uts_aggregator::tools::consume::SeqCheck;
+use uts_aggregator::tools::import::{self, ImportArgs};
+use uts_aggregator::tools::publish::{
+    BodyFormat, Compression, Plan, PlanSpec, PublishArgs, Report, Wire, run_plan,
+};
 
 /// The test kit: the service as a child process, and the throwaway PostgreSQL cluster for rows 9.
 #[path = "../tests/support/mod.rs"]
@@ -1392,6 +1392,7 @@ impl Bench {
                     from: seed,
                     url: server.address.clone(),
                     api_token: None,
+                    wait_secs: 0,
                     batch_size: 500,
                     json: true,
                 };

@@ -9,9 +9,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uts_aggregator::dedup::DedupCache;
 use uts_aggregator::event::{Event, parse_publish_body};
 use uts_aggregator::ingest::partition_of;
-use uts_aggregator::publish::{Plan, PlanSpec};
 use uts_aggregator::store::Durability;
 use uts_aggregator::store::sqlite::{SqliteWriter, WriterOptions};
+use uts_aggregator::tools::publish::{Plan, PlanSpec};
 
 fn plan(count: usize, batch_size: usize) -> Plan {
     Plan::build(&PlanSpec {

@@ -1,10 +1,11 @@
-//! Command line and environment: every setting is a flag with an `AGG_*` fallback.
+//! The settings of `serve`: every one a flag with an `AGG_*` fallback, named defaults, and
+//! validation into what each layer takes. The command tree is in `cli.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, ValueEnum};
 
 use crate::http::{ApiToken, Budgets, HttpLimits, Secret};
 use crate::ingest::{IngestSettings, WhenFull};
@@ -39,36 +40,6 @@ pub const DEFAULT_MAX_INFLIGHT_READ_MIB: usize = 64;
 /// Memory every stream subscriber together may hold, in MiB (`--max-stream-mib`).
 pub const DEFAULT_MAX_STREAM_MIB: usize = 64;
 pub const DEFAULT_STREAM_KEEP_ALIVE_SECS: u64 = 15;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "uts-aggregator",
-    version,
-    about = "Exactly-once event aggregator over HTTP"
-)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Settings of `serve`, which also runs when no subcommand is given.
-    #[command(flatten)]
-    pub serve: Config,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the service (the default).
-    Serve(Config),
-    /// Generate load against a running service and check its counts.
-    Publish(crate::publish::PublishArgs),
-    /// Import the Python prototype's events (its dedup.db) into a running service.
-    ImportSeed(crate::import::ImportArgs),
-    /// Follow a topic's (or every topic's) live stream, checking that each topic's seq is
-    /// gapless and never repeats.
-    Consume(crate::consume::ConsumeArgs),
-    /// Copy a SQLite data dir, also while the service runs on it.
-    Backup(crate::backup::BackupArgs),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`budget`]: memory budgets in bytes (in-flight publishes, `/events` responses).
-//! - [`config`]: clap settings (flags + `AGG_*` env), named defaults, validation.
+//! - [`cli`]: the command tree (`serve` and the tools).
+//! - [`config`]: `serve`'s settings (flags + `AGG_*` env), named defaults, validation.
 //! - [`event`]: the event type; parsing and validation of a publish body (pure).
 //! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
 //! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
@@ -11,10 +12,9 @@
 //! - [`store`]: the storage interface; SQLite (data dir, per-partition files) and PostgreSQL.
 //! - [`stats`]: the numbers behind `/stats` and `/metrics`.
 //! - [`metrics`]: every exported metric, described once; Prometheus rendering.
-//! - [`publish`]: `uts-aggregator publish`, the load generator (plan, load, report).
-//! - [`import`]: `uts-aggregator import-seed`, the prototype's events into a running service.
-//! - [`consume`]: `uts-aggregator consume`, a checking follower of `GET /events/stream`.
-//! - [`backup`]: `uts-aggregator backup`, a consistent copy of a SQLite data dir.
+//! - [`tools`]: the client tools: `publish` (the load generator), `import-seed`, `consume` (a
+//!   checking follower of `GET /events/stream`), behind the default `tools` feature, and
+//!   `backup` (a consistent copy of a SQLite data dir).
 //! - [`clock`]: the clock commit times are read from (wall time anchored once, never steps).
 //! - [`retention`]: the rules of `--retention` / `--dedup-window`, and durations.
 //! - [`limits`]: the open-files limit raised and checked at start.
@@ -32,24 +32,22 @@
 //! ```
 //! `ARCHITECTURE.md` states the same steps with what a crash at each one means.
 
-pub mod backup;
 pub(crate) mod budget;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod consume;
 pub mod dedup;
 pub mod disk;
 pub mod event;
 pub mod http;
-pub mod import;
 pub mod ingest;
 pub mod limits;
 pub(crate) mod metrics;
-pub mod publish;
 pub mod retention;
 pub mod shutdown;
 pub(crate) mod stats;
 pub mod store;
+pub mod tools;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -96,11 +94,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
+    // Everything that can refuse the start comes before the store is opened, so a refused
+    // start writes nothing (no data dir, no partition count fixed).
+    let api_tokens = config.http.api_tokens()?;
     // Before any partition file is opened: a limit hit half-way through opening them would
     // look like a damaged database.
     limits::check(config.file_needs(), limits::raise_open_files())?;
     let store = store::open(&config.store.open_options()).await?;
-    run_on(config, store, listener, shutdown).await
+    serve(config, store, api_tokens, listener, shutdown).await
 }
 
 /// [`run`] on a store already opened (tests wrap a store to inject faults).
@@ -111,6 +112,19 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
+    let api_tokens = config.http.api_tokens()?;
+    serve(config, store, api_tokens, listener, shutdown).await
+}
+
+/// The service on an opened store with its settings checked: [`run`] and [`run_on`] after
+/// their checks.
+async fn serve(
+    config: Config,
+    store: Arc<dyn store::Store>,
+    api_tokens: Vec<http::ApiToken>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let metrics = metrics::Metrics::new();
     let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics).await?;
     // The SQLite store's disk (PostgreSQL minds its own).
@@ -125,7 +139,7 @@ pub async fn run_on(
         ingest,
         store.clone(),
         config.http_limits(),
-        config.http.api_tokens()?,
+        api_tokens,
         metrics,
         config.http.budgets(),
         disk,

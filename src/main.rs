@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use uts_aggregator::config::{Cli, Command, Config, LogFormat};
+use uts_aggregator::cli::{Cli, Command};
+use uts_aggregator::config::{Config, LogFormat};
 
 /// Errors end the process with one line (a log line for `serve`, `error: ...` on stderr for the
 /// tools) and exit code 1; no backtrace.
@@ -13,18 +14,21 @@ use uts_aggregator::config::{Cli, Command, Config, LogFormat};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config: Config = match cli.command {
+        #[cfg(feature = "tools")]
         Some(Command::Publish(args)) => {
             return publish(args).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
             });
         }
+        #[cfg(feature = "tools")]
         Some(Command::ImportSeed(args)) => {
             return import_seed(args).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
             });
         }
+        #[cfg(feature = "tools")]
         Some(Command::Consume(args)) => {
             return consume(args).await.unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
@@ -59,8 +63,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Progress on stderr, the summary on stdout (text or JSON).
-fn backup(args: &uts_aggregator::backup::BackupArgs) -> anyhow::Result<ExitCode> {
-    let summary = uts_aggregator::backup::run(args, |line| eprintln!("{line}"))?;
+fn backup(args: &uts_aggregator::tools::backup::BackupArgs) -> anyhow::Result<ExitCode> {
+    let summary = uts_aggregator::tools::backup::run(args, |line| eprintln!("{line}"))?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -78,9 +82,11 @@ fn backup(args: &uts_aggregator::backup::BackupArgs) -> anyhow::Result<ExitCode>
 
 /// Exit code 1 when a request failed for good, the run was cut short, or the `/stats` check
 /// found a mismatch.
-async fn publish(args: uts_aggregator::publish::PublishArgs) -> anyhow::Result<ExitCode> {
+#[cfg(feature = "tools")]
+async fn publish(args: uts_aggregator::tools::publish::PublishArgs) -> anyhow::Result<ExitCode> {
     let report =
-        uts_aggregator::publish::run_until(&args, uts_aggregator::shutdown::signal()).await?;
+        uts_aggregator::tools::publish::run_until(&args, uts_aggregator::shutdown::signal())
+            .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -94,8 +100,9 @@ async fn publish(args: uts_aggregator::publish::PublishArgs) -> anyhow::Result<E
 }
 
 /// Exit code 1 when any row failed (each is named in the summary).
-async fn import_seed(args: uts_aggregator::import::ImportArgs) -> anyhow::Result<ExitCode> {
-    let summary = uts_aggregator::import::run(&args).await?;
+#[cfg(feature = "tools")]
+async fn import_seed(args: uts_aggregator::tools::import::ImportArgs) -> anyhow::Result<ExitCode> {
+    let summary = uts_aggregator::tools::import::run(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -109,8 +116,10 @@ async fn import_seed(args: uts_aggregator::import::ImportArgs) -> anyhow::Result
 }
 
 /// Exit code 1 when a seq gap or repeat was seen (each is printed).
-async fn consume(args: uts_aggregator::consume::ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let summary = uts_aggregator::consume::run(&args, uts_aggregator::shutdown::signal()).await?;
+#[cfg(feature = "tools")]
+async fn consume(args: uts_aggregator::tools::consume::ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let summary =
+        uts_aggregator::tools::consume::run(&args, uts_aggregator::shutdown::signal()).await?;
     for problem in &summary.problems {
         eprintln!("check: {problem}");
     }

@@ -115,7 +115,7 @@ struct Cursor {
 /// every event, partition by partition, `after` an opaque cursor from the previous page's
 /// `Link: <...>; rel="next"` header (absent on the last page).
 #[utoipa::path(get, path = "/events", tag = "events", operation_id = "list_events",
-    params(super::openapi::EventsQuery),
+    params(super::params::EventsQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of events", body = Vec<StoredEvent>,

@@ -8,6 +8,7 @@ mod events;
 mod health;
 pub mod low_priority;
 mod openapi;
+mod params;
 mod publish;
 mod query;
 mod readers;

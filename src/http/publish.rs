@@ -44,7 +44,7 @@ const UPLOAD_GRACE: Duration = Duration::from_secs(5);
                        `Content-Encoding: gzip` or `zstd` (the decompressed size is held to \
                        the body limit).",
         content(
-            (super::openapi::PublishBody = "application/json"),
+            (super::params::PublishBody = "application/json"),
             (String = "application/x-ndjson"),
             (String = "application/jsonl"),
         ),

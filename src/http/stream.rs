@@ -73,7 +73,7 @@ impl AsRef<[u8]> for ChargedFrame {
 /// while idle. Resuming from the last `id` received delivers every later event exactly once,
 /// also across restarts.
 #[utoipa::path(get, path = "/events/stream", tag = "events",
-    params(super::openapi::StreamQuery,
+    params(super::params::StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "The last `id` received; the stream resumes after it")),
     security((), ("bearer" = [])),
     responses(

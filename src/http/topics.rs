@@ -20,7 +20,7 @@ pub(super) const MAX_TOPICS_PAGE: usize = 1000;
 ///
 /// Every topic, in pages sorted by its UTF-8 bytes, with its stored event count and last seq.
 #[utoipa::path(get, path = "/topics", tag = "events", operation_id = "list_topics",
-    params(super::openapi::TopicsQuery),
+    params(super::params::TopicsQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of topics", body = Vec<crate::store::TopicInfo>,

@@ -114,16 +114,26 @@ all
 }
 
 /// Starts the service with a token file holding `text`; returns how the start ended (these
-/// files are refused, so it ends at once).
+/// files are refused, so it ends at once). A refused start writes nothing: the data dir is not
+/// created (before, it was, with the partition count fixed).
 async fn start_with_token_file(text: &str) -> Result<(), RunError> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens");
     std::fs::write(&file, text).unwrap();
     let mut config = Config::from_defaults();
-    config.store.data_dir = dir.path().join("data");
+    let data_dir = dir.path().join("data");
+    config.store.data_dir = data_dir.clone();
     config.http.api_token_file = Some(file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    uts_aggregator::run(config, listener, std::future::pending()).await
+    let result = uts_aggregator::run(config, listener, std::future::pending()).await;
+    if result.is_err() {
+        assert!(
+            !data_dir.exists(),
+            "a refused start created {}",
+            data_dir.display()
+        );
+    }
+    result
 }
 
 #[tokio::test]

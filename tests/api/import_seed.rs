@@ -95,7 +95,10 @@ fn import(db: &Path, url: &str) -> (bool, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(no_python, ignore = "needs python3 (always runs under CI=true; after installing it, touch build.rs)")]
+#[cfg_attr(
+    no_python,
+    ignore = "needs python3 (always runs under CI=true; after installing it, touch build.rs)"
+)]
 async fn prototype_events_import_exactly_once_in_order_with_their_payloads() {
     let dir = tempfile::tempdir().unwrap();
     let Some(expected) = write_prototype_db(dir.path(), 1000) else {
@@ -176,6 +179,31 @@ async fn a_missing_file_or_another_schema_is_a_clear_error() {
     let (ok, output) = import(&other, "nonsense");
     assert!(!ok);
     assert!(output.contains("--url \"nonsense\""), "{output}");
+}
+
+/// Against a service that is not running: fails at once with the hint `publish` gives (before:
+/// nothing printed for 120 s, then a failure).
+#[tokio::test]
+async fn a_service_that_is_not_running_fails_at_once_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dedup.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE events (topic TEXT, event_id TEXT, timestamp TEXT, source TEXT,
+                                  payload TEXT);
+             INSERT INTO events VALUES ('t', 'e1', '2025-01-01T00:00:00Z', 's', '{}');",
+        )
+        .unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let started = std::time::Instant::now();
+    let (ok, output) = import(&db, &url);
+    assert!(!ok);
+    assert!(output.contains("is the service running there?"), "{output}");
+    // Eventually, not a latency figure: it took 120 s before.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 /// Rows whose identities are not text fail, each naming its column: before, BLOB ids `x'ff'`

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use uts_aggregator::publish::{PublishArgs, run};
+use uts_aggregator::tools::publish::{PublishArgs, run};
 
 use crate::support::app::{TestApp, event};
 

@@ -6,7 +6,7 @@ mod load;
 mod plan;
 mod report;
 
-pub(crate) use load::backoff;
+use crate::tools::client::base_url;
 pub use load::{CutShort, LoadResult, LoadSpec};
 pub use plan::{BodyFormat, Compression, Plan, PlanSpec, Wire};
 pub use report::{Check, Report};
@@ -212,19 +212,6 @@ async fn run_plan_until(
         }
     };
     Ok(Report::new(&plan, result, check))
-}
-
-/// A `--url` of the service (publish, import-seed, consume): an absolute `http://` URL with a
-/// host, returned without a trailing `/`.
-pub(crate) fn base_url(url: &str) -> anyhow::Result<String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        anyhow::anyhow!("--url {url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
-    })?;
-    anyhow::ensure!(
-        parsed.scheme() == "http" && parsed.host().is_some(),
-        "--url {url:?}: expected an http:// URL with a host, e.g. http://127.0.0.1:8080"
-    );
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// How much a counter grew; negative when it went back (the service restarted onto other data).

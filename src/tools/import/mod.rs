@@ -33,6 +33,10 @@ pub struct ImportArgs {
     /// Bearer token with the `publish` scope.
     #[arg(long, env = "AGG_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// How long to wait for the service to answer before starting (for scripts that start
+    /// it just before); 0 fails at once when nothing answers at --url.
+    #[arg(long, default_value_t = 0)]
+    pub wait_secs: u64,
     /// Events per publish request (at most the service's --max-events-per-request).
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
@@ -109,7 +113,7 @@ impl Row {
 /// Errors only when the database cannot be read or the service cannot be reached for good.
 pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let base = crate::publish::base_url(&args.url)?;
+    let base = crate::tools::client::base_url(&args.url)?;
     let db = open(&args.from)?;
     let total: i64 = db
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
@@ -119,6 +123,15 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
                 args.from.display()
             )
         })?;
+    let client = reqwest::Client::new();
+    // After the local checks, before any row is read: a service that is not there fails in seconds, not after the
+    // first batch's retries.
+    crate::tools::client::ensure_reachable(
+        &client,
+        &base,
+        std::time::Duration::from_secs(args.wait_secs),
+    )
+    .await?;
     let progress = if std::io::stderr().is_terminal() && !args.json {
         ProgressBar::new(u64::try_from(total).unwrap_or(0)).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} eta {eta}")
@@ -129,7 +142,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<Summary> {
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let publisher = Publisher {
-        client: reqwest::Client::new(),
+        client,
         url: format!("{base}/publish"),
         token: args.api_token.clone(),
     };
@@ -402,7 +415,7 @@ impl Publisher {
                 self.url
             );
             attempt += 1;
-            tokio::time::sleep(crate::publish::backoff(attempt, retry_after)).await;
+            tokio::time::sleep(crate::tools::client::backoff(attempt, retry_after)).await;
         }
     }
 }

@@ -124,7 +124,7 @@ pub async fn run(
     args: &ConsumeArgs,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Summary> {
-    let base = crate::publish::base_url(&args.url)?;
+    let base = crate::tools::client::base_url(&args.url)?;
     let client = reqwest::Client::new();
     let token = args.api_token.as_deref();
     // Where the first connection starts: a Last-Event-ID, or (`None`) the stream's default.

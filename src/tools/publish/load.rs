@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::plan::Plan;
+use crate::tools::client::backoff;
 
 /// How to send.
 #[derive(Debug, Clone)]
@@ -240,28 +241,5 @@ async fn send(shared: &Shared, index: usize, since: Instant) {
         shared.progress.inc(shared.plan.keys[index].len() as u64);
     } else {
         result.failed_requests += 1;
-    }
-}
-
-/// 25 ms doubling per attempt with ±50% jitter, at most 2 s; never sooner than the server's
-/// `Retry-After`, which is the least a polite client waits.
-pub(crate) fn backoff(attempt: u32, retry_after_secs: Option<u64>) -> Duration {
-    let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(10));
-    let jittered = base
-        .mul_f64(0.5 + fastrand::f64())
-        .min(Duration::from_secs(2));
-    jittered.max(Duration::from_secs(retry_after_secs.unwrap_or(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_waits_at_least_retry_after() {
-        assert!(backoff(1, None) <= Duration::from_millis(75));
-        assert_eq!(backoff(20, None), Duration::from_secs(2));
-        assert_eq!(backoff(1, Some(1)), Duration::from_secs(1));
-        assert_eq!(backoff(20, Some(3)), Duration::from_secs(3));
     }
 }

@@ -216,7 +216,7 @@ fn percentile(sorted_us: &[u64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::plan::PlanSpec;
+    use crate::tools::publish::plan::PlanSpec;
 
     #[test]
     fn percentiles_use_nearest_rank() {
