@@ -158,7 +158,7 @@ async fn serve(
         listen = %listener.local_addr()?,
         store = %store_label(&config),
         partitions = store.partitions(),
-        durability = ?config.store.durability,
+        durability = config.store.durability.as_str(),
         "uts-aggregator ready"
     );
 

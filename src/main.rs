@@ -123,10 +123,17 @@ async fn consume(args: uts_aggregator::tools::consume::ConsumeArgs) -> anyhow::R
     for problem in &summary.problems {
         eprintln!("check: {problem}");
     }
+    if summary.problems.iter().any(|p| p.starts_with("gap")) {
+        eprintln!(
+            "check: a gap is also what events pruned by --retention leave while the consumer \
+             is behind; a repeat is always a fault"
+        );
+    }
     eprintln!(
-        "consumed {} events of {} topics, last id {}, resumed {} times, check {}",
+        "consumed {} events of {} topic{}, last id {}, resumed {} times, check {}",
         summary.events,
         summary.topics,
+        if summary.topics == 1 { "" } else { "s" },
         summary.last_id,
         summary.resumed,
         if summary.ok() { "OK" } else { "FAILED" }

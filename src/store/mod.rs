@@ -58,6 +58,16 @@ pub enum Durability {
     Power,
 }
 
+impl Durability {
+    /// The name `--durability` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Power => "power",
+        }
+    }
+}
+
 /// Where the events live (`--store`): `sqlite` or a `postgres://` URL.
 #[derive(Debug, Clone)]
 pub enum Location {

@@ -176,18 +176,19 @@ pub async fn run(
             if args.count.is_some_and(|n| consumer.summary.events >= n) {
                 return Ok(());
             }
+            let resuming = match consumer.summary.last_id.as_str() {
+                "" => "retrying from the start".to_string(),
+                id => format!("resuming after id {id}"),
+            };
             match result {
                 Err(e) if e.downcast_ref::<Fatal>().is_some() => return Err(e),
-                Err(e) => eprintln!(
-                    "stream interrupted ({e:#}); resuming after id {}",
-                    consumer.summary.last_id
-                ),
-                Ok(()) => eprintln!(
-                    "stream ended; resuming after id {}",
-                    consumer.summary.last_id
-                ),
+                Err(e) => eprintln!("stream interrupted ({e:#}); {resuming}"),
+                Ok(()) => eprintln!("stream ended; {resuming}"),
             }
-            consumer.summary.resumed += 1;
+            // A resume continues a stream that delivered; retrying to connect is not one.
+            if !consumer.summary.last_id.is_empty() {
+                consumer.summary.resumed += 1;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
@@ -231,7 +232,11 @@ impl Consumer {
         count: Option<u64>,
     ) -> anyhow::Result<()> {
         let query = serde_urlencoded::to_string(query)?;
-        let mut request = client.get(format!("{base}/events/stream?{query}"));
+        let url = match query.as_str() {
+            "" => format!("{base}/events/stream"),
+            query => format!("{base}/events/stream?{query}"),
+        };
+        let mut request = client.get(url);
         if !self.summary.last_id.is_empty() {
             request = request.header("last-event-id", &self.summary.last_id);
         }

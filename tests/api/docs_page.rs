@@ -22,7 +22,7 @@ async fn the_docs_page_renders_every_operation_with_no_internet() {
         .flat_map(|methods| methods.as_object().unwrap().values())
         .map(|operation| operation["summary"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(summaries.len(), 11);
+    assert_eq!(summaries.len(), 12);
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}/docs", app.address);

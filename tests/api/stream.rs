@@ -430,7 +430,7 @@ async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
     let service = start();
     publish(service.address.clone(), 100..150).await;
     for (consumer, summary, topics) in [
-        (one, "consumed 150 events of 1 topics, last id 150,", 1),
+        (one, "consumed 150 events of 1 topic, last id 150,", 1),
         (every, "consumed 300 events of 5 topics", 5),
     ] {
         let output = tokio::task::spawn_blocking(move || consumer.wait_with_output())

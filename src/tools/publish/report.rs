@@ -89,7 +89,11 @@ fn hints(
         ));
     }
     if statuses.contains_key("error") {
-        hints.push("error: connections failed or were cut (is the service running?)".to_string());
+        hints.push(
+            "error: some connections failed or were cut; those requests were retried (if the \
+             run failed, is the service running?)"
+                .to_string(),
+        );
     }
     match cut_short {
         Some(CutShort::Deadline) => hints.push(
