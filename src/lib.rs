@@ -5,7 +5,8 @@
 //! - [`budget`]: memory budgets in bytes (in-flight publishes, `/events` responses).
 //! - [`cli`]: the command tree (`serve` and the tools).
 //! - [`config`]: `serve`'s settings (flags + `AGG_*` env), named defaults, validation.
-//! - [`event`]: the event type; parsing and validation of a publish body (pure).
+//! - [`event`]: the event type (`mod.rs`); parsing (`parse`), field rules (`fields`) and the
+//!   recursion-free JSON scans (`scan`) of a publish body (pure).
 //! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
 //! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
 //! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
