@@ -170,6 +170,33 @@ mod tests {
         assert_eq!(budget.in_use_bytes(), 0);
     }
 
+    /// The wait for room, on tokio's paused clock: a charge waits exactly its `wait` for bytes
+    /// to come free, gets them when another charge is dropped in time, and fails after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_charge_waits_its_whole_wait_and_no_longer() {
+        let budget = MemoryBudget::new(4 * 1024);
+        let held = budget.charge(4 * 1024, NO_WAIT).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            budget
+                .charge(1024, Duration::from_secs(5))
+                .await
+                .unwrap_err(),
+            BudgetError::Exhausted
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.charge(1024, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(4_999)).await;
+        drop(held);
+        let charge = waiting.await.unwrap().unwrap();
+        assert_eq!(charge.bytes(), 1024);
+        assert_eq!(started.elapsed(), Duration::from_millis(9_999));
+    }
+
     #[tokio::test]
     async fn splitting_more_than_held_hands_over_everything() {
         let budget = MemoryBudget::new(10 * 1024);

@@ -143,13 +143,11 @@ async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), Ap
     let mut bytes = Vec::new();
     let mut body = body;
     loop {
-        // The next byte must arrive before the average rate falls below the minimum.
-        let rate_deadline = started
-            + UPLOAD_GRACE
-            + Duration::from_secs_f64(
-                (bytes.len() + 1) as f64 / limits.min_upload_bytes_per_sec.max(1) as f64,
-            );
-        let deadline = whole_deadline.min(rate_deadline);
+        let deadline = whole_deadline.min(next_byte_due(
+            started,
+            bytes.len(),
+            limits.min_upload_bytes_per_sec,
+        ));
         // A frame already there (a small body arrives with its headers) needs no timer.
         let next = match body.frame().now_or_never() {
             Some(frame) => Ok(frame),
@@ -184,6 +182,14 @@ async fn read_body(state: &AppState, body: Body) -> Result<(Vec<u8>, Charge), Ap
             })?;
         bytes.extend_from_slice(&data);
     }
+}
+
+/// When the next byte of a body must have arrived, `received` bytes in: after the grace, the
+/// average rate since `started` may not fall below `min_bytes_per_sec`.
+fn next_byte_due(started: Instant, received: usize, min_bytes_per_sec: u64) -> Instant {
+    started
+        + UPLOAD_GRACE
+        + Duration::from_secs_f64((received + 1) as f64 / min_bytes_per_sec.max(1) as f64)
 }
 
 fn too_large(limit: usize) -> ApiError {
