@@ -28,6 +28,7 @@ pub(crate) const COMMIT_DURATION: &str = "aggregator_commit_duration_seconds";
 pub(crate) const PUBLISH_DURATION: &str = "aggregator_publish_duration_seconds";
 pub(crate) const HTTP_REQUESTS: &str = "aggregator_http_requests_total";
 pub(crate) const UPTIME: &str = "aggregator_uptime_seconds";
+pub(crate) const READERS: &str = "aggregator_readers";
 pub(crate) const BUILD_INFO: &str = "aggregator_build_info";
 pub(crate) const HANDLER_PANICS: &str = "aggregator_http_handler_panics_total";
 pub(crate) const SUBSCRIBERS: &str = "aggregator_stream_subscribers";
@@ -69,6 +70,8 @@ pub struct Metrics {
     rejected: Counter,
     handler_panics: Counter,
     uptime: Gauge,
+    /// Reader slots held (streams and long polls).
+    readers: Gauge,
     publish_duration: Histogram,
     /// Live streams (`GET /events/stream`).
     pub(crate) streams: StreamMetrics,
@@ -156,6 +159,7 @@ impl Metrics {
             rejected: counter(REJECTED),
             handler_panics: counter(HANDLER_PANICS),
             uptime: recorder.register_gauge(&Key::from_static_name(UPTIME), &metadata()),
+            readers: recorder.register_gauge(&Key::from_static_name(READERS), &metadata()),
             publish_duration: recorder
                 .register_histogram(&Key::from_static_name(PUBLISH_DURATION), &metadata()),
             streams: StreamMetrics {
@@ -239,6 +243,7 @@ impl Metrics {
         self.duplicate.absolute(snapshot.totals.duplicate_dropped);
         self.rejected.absolute(snapshot.rejected);
         self.uptime.set(snapshot.uptime_seconds);
+        self.readers.set(snapshot.readers as f64);
         self.events_stored.set(match snapshot.stored {
             Some(stored) => stored.events as f64,
             None => snapshot.totals.unique_processed as f64,
@@ -312,6 +317,11 @@ fn describe(recorder: &PrometheusRecorder) {
     describe_counter(
         HTTP_REQUESTS,
         "HTTP requests by route (one of the endpoints, or other) and status code.",
+    );
+    recorder.describe_gauge(
+        READERS.into(),
+        None,
+        "Streams and long polls holding a reader slot (at most --max-readers).".into(),
     );
     recorder.describe_gauge(
         QUEUE_DEPTH.into(),

@@ -118,6 +118,8 @@ pub struct Snapshot {
     pub low_disk: Option<String>,
     /// What retention leaves stored (`None`: every event ever stored is kept).
     pub stored: Option<Stored>,
+    /// Streams and long polls holding a reader slot (`--max-readers`).
+    pub readers: usize,
 }
 
 impl Snapshot {
@@ -140,6 +142,7 @@ impl Snapshot {
             disk: None,
             low_disk: None,
             stored: None,
+            readers: 0,
         }
     }
 

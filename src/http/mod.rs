@@ -154,6 +154,7 @@ impl AppState {
             snapshot.disk = disk.numbers();
             snapshot.low_disk = disk.refusal();
         }
+        snapshot.readers = self.readers.in_use();
         snapshot
     }
 
@@ -378,7 +379,11 @@ mod tests {
             .into_iter()
             .map(|(path, _)| path.to_string())
             .collect();
-        assert_eq!(routed, super::ROUTE_PATHS, "the route labels follow the route table");
+        assert_eq!(
+            routed,
+            super::ROUTE_PATHS,
+            "the route labels follow the route table"
+        );
         let mut documented = super::openapi::tests::documented_paths();
         routed.sort();
         documented.sort();

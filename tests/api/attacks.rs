@@ -337,8 +337,9 @@ async fn slow_uploads_do_not_starve_small_publishes() {
          answered 200, slowest {slowest:?}; the slow uploads got {replies:?}"
     );
     assert_eq!(ok, sent);
+    // Not a latency figure (the slowest is printed above): before, publishes got 503 for 40 s.
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(10),
         "slowest publish {slowest:?}"
     );
     for reply in replies {

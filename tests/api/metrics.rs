@@ -49,6 +49,7 @@ async fn every_contract_series_is_exported_and_matches_stats(backend: Backend) {
         "aggregator_commit_duration_seconds_bucket",
         "aggregator_publish_duration_seconds_bucket",
         "aggregator_uptime_seconds",
+        "aggregator_readers",
         "aggregator_http_requests_total{route=\"/publish\",status=\"422\"}",
         "# HELP aggregator_events_received_total",
         "aggregator_build_info{version=",
