@@ -1,7 +1,10 @@
 # uts-aggregator: multi-stage build. Dependencies are compiled in their own layer, so a source
 # change rebuilds only the crate itself. CI builds this file for real (.ci/docker).
 
-FROM rust:1.89-bookworm AS build
+# The build and runtime images; `.ci/stand-ins/build` prints local stand-ins for them offline.
+ARG RUST_IMAGE=rust:1.89-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # 1. Dependencies only: the manifest and lock with stub sources.
 COPY Cargo.toml Cargo.lock ./
@@ -13,10 +16,11 @@ RUN mkdir -p src benches \
 # 2. The crate. Touch the sources so cargo sees them as newer than the stub build.
 COPY build.rs ./
 COPY src ./src
+COPY assets ./assets
 COPY benches ./benches
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin uts-aggregator
 
-FROM debian:bookworm-slim AS runtime
+FROM ${DEBIAN_IMAGE} AS runtime
 # curl is only for the HEALTHCHECK.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends curl \

@@ -1,6 +1,7 @@
 # Stand-in for postgres:15-bookworm: Debian's PostgreSQL 15 with an entrypoint that honours
 # POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB on first start.
-FROM debian:bookworm-slim
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 \
  && rm -rf /var/lib/apt/lists/* \

@@ -1,6 +1,7 @@
 # Stand-in for rust:1.89-bookworm: the host's toolchain (build context = its sysroot, with the
 # host's CA certificates under ca/) on the stand-in Debian.
-FROM debian:bookworm-slim
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
