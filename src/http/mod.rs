@@ -15,6 +15,7 @@ mod readers;
 pub mod server;
 mod stats;
 mod stream;
+mod stream_cursor;
 mod topics;
 mod unread_body;
 
