@@ -30,7 +30,10 @@ fn parse_seq(raw: Option<&str>) -> Result<i64, ApiError> {
     match raw {
         None => Ok(0),
         Some(raw) => raw.parse::<i64>().ok().filter(|&s| s >= 0).ok_or_else(|| {
-            ApiError::BadRequest(format!("after must be a seq (a number >= 0), got {raw:?}"))
+            ApiError::BadRequest(format!(
+                "after must be a seq (a number >= 0), got {}",
+                super::query::shown(raw)
+            ))
         }),
     }
 }

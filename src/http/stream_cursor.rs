@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::error::ApiError;
+use super::query::shown;
 
 pub(super) fn parse_seq(raw: &str) -> Result<i64, ApiError> {
     raw.trim()
@@ -73,16 +74,6 @@ fn parse_compact(count: &str, pairs: &str, partitions: usize) -> Option<Vec<i64>
         next = partition + 1;
     }
     Some(positions)
-}
-
-/// A client's value quoted in an error, cut to 64 characters: a 40 KB `Last-Event-ID` is not
-/// echoed whole.
-fn shown(raw: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    match raw.char_indices().nth(MAX_CHARS) {
-        None => format!("{raw:?}"),
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &raw[..cut], raw.len()),
-    }
 }
 
 #[cfg(test)]

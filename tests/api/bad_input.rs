@@ -272,6 +272,24 @@ async fn request_heads_are_bounded_at_64_kib_exactly() {
     app.stop().await;
 }
 
+/// A bad `after` is quoted cut to 64 characters with its length, as the stream's cursors are
+/// (before, a 40 KB value came back whole in the 400).
+#[tokio::test]
+async fn a_long_bad_after_is_quoted_short() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .get(&format!("/events?topic=t&after={}", "9".repeat(40_000)))
+        .await;
+    assert_eq!(response.status(), 400);
+    let message = response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(message.contains("(40000 bytes)"), "{message}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn events_and_topics_refuse_unknown_repeated_and_non_utf8_query_parameters() {
     let app = TestApp::spawn().await;
