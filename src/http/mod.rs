@@ -347,7 +347,12 @@ async fn refuse_large_heads(
 /// as `name: value\r\n`, the blank line. hyper's read buffer lets heads somewhat past
 /// 64 KiB through (its bound is on the buffer, not the head); this is the exact bound.
 fn head_bytes(request: &Request) -> usize {
-    let line = request.method().as_str().len() + 1 + request.uri().to_string().len() + 11;
+    // The request target as sent, measured without building it (this runs on every request).
+    let uri = request.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let line = request.method().as_str().len() + 1 + target + 11;
     let headers: usize = request
         .headers()
         .iter()

@@ -370,15 +370,17 @@ pub async fn open(options: &OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// What to say when a file cannot be opened because the process has no descriptor left.
+pub(crate) const TOO_MANY_OPEN_FILES: &str = "too many open files (EMFILE): the process \
+     reached its open-files limit (`ulimit -n`); raise it or lower --partitions / \
+     --max-connections";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     /// SQLite could not open a file because the process has no file descriptor left.
-    #[error(
-        "{path} cannot be opened: too many open files (EMFILE): the process reached its \
-         open-files limit (`ulimit -n`); raise it or lower --partitions / --max-connections"
-    )]
+    #[error("{path} cannot be opened: {}", TOO_MANY_OPEN_FILES)]
     TooManyOpenFiles { path: String },
     #[error("sqlite error on {path}: {source}")]
     Sqlite {

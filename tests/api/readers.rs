@@ -14,6 +14,16 @@ use crate::support::process::BinaryApp;
 /// These load both cores: one at a time, so each run's figures are its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Room for 1000+ readers: connection and reader slots, and a listen backlog for them.
+const MANY_READERS: [&str; 6] = [
+    "--max-connections",
+    "2200",
+    "--max-readers",
+    "2100",
+    "--listen-backlog",
+    "4096",
+];
+
 /// Sends `GET path` on a new connection and returns the connection after the status line
 /// and headers were read, with the status.
 async fn open(address: &str, path: &str, close: bool) -> (u16, TcpStream, String) {
@@ -152,17 +162,7 @@ async fn publishes_and_healthz_are_answered_with_every_reader_slot_taken() {
 async fn idle_readers_of_a_quiet_topic_cost_its_partition_little() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let app = BinaryApp::start_quiet(
-        dir.path(),
-        &[
-            "--max-connections",
-            "2200",
-            "--max-readers",
-            "2100",
-            "--listen-backlog",
-            "4096",
-        ],
-    );
+    let app = BinaryApp::start_quiet(dir.path(), &MANY_READERS);
     let address = app.socket_address();
     let quiet = quiet_neighbour("busy", 3);
     let window = Duration::from_secs(3);
@@ -251,16 +251,7 @@ async fn followers_of_a_busy_topic_queue_for_reads_without_a_thread_each() {
     let dir = tempfile::tempdir().unwrap();
     let app = BinaryApp::start_quiet(
         dir.path(),
-        &[
-            "--max-connections",
-            "2200",
-            "--max-readers",
-            "2100",
-            "--listen-backlog",
-            "4096",
-            "--max-inflight-read-mib",
-            "16384",
-        ],
+        &[&MANY_READERS[..], &["--max-inflight-read-mib", "16384"]].concat(),
     );
     let address = app.socket_address();
     let window = Duration::from_secs(3);

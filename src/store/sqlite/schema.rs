@@ -149,12 +149,12 @@ pub(super) fn existing_identity(path: &std::path::Path) -> Result<Option<String>
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("cannot be opened ({e}){}", open_files_hint()))?;
+    .map_err(|e| cannot_open(&e))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| match open_files_hint() {
-            hint if !hint.is_empty() => format!("cannot be opened ({e}){hint}"),
-            _ => format!("is not a database ({e})"),
+        .map_err(|e| match out_of_descriptors() {
+            true => cannot_open(&e),
+            false => format!("is not a database ({e})"),
         })?;
     if version < 1 {
         return Err("is empty (no aggregator schema)".into());
@@ -169,17 +169,22 @@ pub(super) fn existing_identity(path: &std::path::Path) -> Result<Option<String>
     .map_err(|e| format!("has no identity ({e})"))
 }
 
-/// When the process has no file descriptor left (EMFILE), what to say about it; else `""`.
-/// SQLite reports EMFILE only as "unable to open database file", which reads like a damaged
-/// or missing file.
-pub(super) fn open_files_hint() -> &'static str {
-    match std::fs::File::open("/dev/null") {
-        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32) => {
-            ": too many open files (EMFILE): the process reached its open-files limit \
-             (`ulimit -n`); raise it or lower --partitions / --max-connections"
-        }
-        _ => "",
+/// Why a file could not be opened, naming EMFILE when that is the cause.
+fn cannot_open(e: &rusqlite::Error) -> String {
+    match out_of_descriptors() {
+        true => format!(
+            "cannot be opened ({e}): {}",
+            crate::store::TOO_MANY_OPEN_FILES
+        ),
+        false => format!("cannot be opened ({e})"),
     }
+}
+
+/// Whether the process has no file descriptor left (EMFILE). SQLite reports EMFILE only as
+/// "unable to open database file", which reads like a damaged or missing file.
+pub(super) fn out_of_descriptors() -> bool {
+    std::fs::File::open("/dev/null")
+        .is_err_and(|e| e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32))
 }
 
 #[cfg(test)]

@@ -70,9 +70,9 @@ impl SqliteWriter {
             path: path_str.clone(),
             source,
         };
-        let cannot_open = |source| match schema::open_files_hint() {
-            "" => sqlite(source),
-            _ => StoreError::TooManyOpenFiles {
+        let cannot_open = |source| match schema::out_of_descriptors() {
+            false => sqlite(source),
+            true => StoreError::TooManyOpenFiles {
                 path: path_str.clone(),
             },
         };
