@@ -8,9 +8,9 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # 1. Dependencies only: the manifest and lock with stub sources.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+RUN mkdir -p src benches/e2e \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && echo 'fn main() {}' > benches/e2e.rs && echo 'fn main() {}' > benches/micro.rs \
+ && echo 'fn main() {}' > benches/e2e/main.rs && echo 'fn main() {}' > benches/micro.rs \
  && cargo build --release --locked --bin uts-aggregator \
  && rm -rf src benches
 # 2. The crate. Touch the sources so cargo sees them as newer than the stub build.

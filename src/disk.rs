@@ -110,22 +110,20 @@ impl DiskGuard {
         })
     }
 
-    /// Samples every [`SAMPLE_EVERY`] until the returned task is aborted.
-    pub fn watch(self: std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SAMPLE_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let guard = self.clone();
-                if tokio::task::spawn_blocking(move || guard.sample())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+    /// Samples every [`SAMPLE_EVERY`] for as long as the caller runs it (until shutdown).
+    pub async fn watch(self: std::sync::Arc<Self>) {
+        let mut every = tokio::time::interval(SAMPLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let guard = self.clone();
+            if tokio::task::spawn_blocking(move || guard.sample())
+                .await
+                .is_err()
+            {
+                return;
             }
-        })
+        }
     }
 }
 

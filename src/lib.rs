@@ -8,11 +8,15 @@
 //! - [`event`]: the event type (`mod.rs`); parsing (`parse`), field rules (`fields`) and the
 //!   recursion-free JSON scans (`scan`) of a publish body (pure).
 //! - [`http`]: the axum router, one file per endpoint group, `ApiError`.
+//! - [`read`]: the read side the handlers call: pages, long polls, stream subscribers'
+//!   tasks, the stream cursor, the shared-totals refresh (takes the store and the partitions'
+//!   commit marks, never the HTTP state).
 //! - [`ingest`]: topic → partition routing, bounded partition queues, workers, batching.
 //! - [`dedup`]: the bounded front cache of committed keys (pure, synchronous).
 //! - [`store`]: the storage interface; SQLite (data dir, per-partition files) and PostgreSQL.
 //! - [`stats`]: the numbers behind `/stats` and `/metrics`.
-//! - [`metrics`]: every exported metric, described once; Prometheus rendering.
+//! - [`telemetry`]: every exported metric in one table (`catalog`), their recording and
+//!   Prometheus rendering (`metrics`), and the log (`logging`).
 //! - [`tools`]: the client tools: `publish` (the load generator), `import-seed`, `consume` (a
 //!   checking follower of `GET /events/stream`), behind the default `tools` feature, and
 //!   `backup` (a consistent copy of a SQLite data dir).
@@ -21,6 +25,7 @@
 //! - [`limits`]: the open-files limit raised and checked at start.
 //! - [`disk`]: the data dir's free space and sizes; the low-space guard.
 //! - [`shutdown`]: the SIGTERM/SIGINT trigger.
+//! - [`sse`]: Server-Sent Events framing and the one parser the tools, tests and bench use.
 //!
 //! # Data flow
 //! ```text
@@ -43,11 +48,13 @@ pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod limits;
-pub(crate) mod metrics;
+pub(crate) mod read;
 pub mod retention;
 pub mod shutdown;
+pub mod sse;
 pub(crate) mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 
 use std::future::Future;
@@ -55,6 +62,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use config::{Config, ConfigError};
 use http::AppState;
@@ -126,7 +135,7 @@ async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let metrics = metrics::Metrics::new();
+    let metrics = telemetry::Metrics::new(&http::ROUTE_PATHS);
     let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics).await?;
     // The SQLite store's disk (PostgreSQL minds its own).
     let disk = match config.store.location {
@@ -135,7 +144,6 @@ async fn serve(
         )),
         _ => None,
     };
-    let disk_watch = disk.clone().map(disk::DiskGuard::watch);
     let state = Arc::new(AppState::new(
         ingest,
         store.clone(),
@@ -145,16 +153,27 @@ async fn serve(
         config.http.budgets(),
         disk,
     ));
+    // Background tasks run until shutdown, then are dropped and awaited (`stop`, `tasks`).
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut background: Vec<store::BackgroundTask> = Vec::new();
+    if let Some(disk) = state.disk.clone() {
+        background.push(Box::pin(disk.watch()));
+    }
     // Other replicas' commits (PostgreSQL) wake this process's stream subscribers too.
     let listener_state = Arc::downgrade(&state);
-    let commit_listener = store.listen_commits(Arc::new(move |partition, topics| {
+    background.extend(store.listen_commits(Arc::new(move |partition, topics| {
         if let Some(state) = listener_state.upgrade()
             && let Some(handle) = state.ingest.partitions().get(partition)
         {
             handle.mark_remote_commit(topics.as_deref());
         }
-    }));
-    let maintenance = store.maintain();
+    })));
+    background.extend(store.maintain());
+    for task in background {
+        tasks.spawn(stop.clone().run_until_cancelled_owned(task));
+    }
+    tasks.close();
     tracing::info!(
         listen = %listener.local_addr()?,
         store = %store_label(&config),
@@ -164,21 +183,20 @@ async fn serve(
     );
 
     let deadline = Duration::from_secs(config.shutdown_timeout_secs);
-    // Fires when shutdown begins, so the grace period can start counting.
-    let (began, mut began_rx) = tokio::sync::watch::channel(false);
     let signal_state = state.clone();
-    let server = http::server::serve(
+    let server = http::serve::serve(
         listener,
         http::router(state.clone()),
         config.http.serve_limits(),
         async move {
             shutdown.await;
             signal_state.begin_shutdown();
-            let _ = began.send(true);
         },
     );
+    // Counts from when shutdown begins.
+    let began = state.shutdown_signal();
     let grace = async {
-        let _ = began_rx.wait_for(|b| *b).await;
+        began.cancelled().await;
         tokio::time::sleep(deadline).await;
     };
     tokio::select! {
@@ -188,12 +206,8 @@ async fn serve(
     if !workers.drain(deadline).await {
         tracing::error!("some partition workers did not finish committing before the timeout");
     }
-    for task in [commit_listener, disk_watch, maintenance]
-        .into_iter()
-        .flatten()
-    {
-        task.abort();
-    }
+    stop.cancel();
+    tasks.wait().await;
     drop(state);
     drop(store);
     tracing::info!("shutdown complete");

@@ -1,12 +1,10 @@
 //! The binary: parse settings, set up logging, then either serve or generate load.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use uts_aggregator::cli::{Cli, Command};
-use uts_aggregator::config::{Config, LogFormat};
+use uts_aggregator::config::Config;
 
 /// Errors end the process with one line (a log line for `serve`, `error: ...` on stderr for the
 /// tools) and exit code 1; no backtrace.
@@ -44,7 +42,7 @@ async fn main() -> ExitCode {
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
-    let _log_writer = init_logging(config.log_format);
+    let _log_writer = uts_aggregator::telemetry::logging::init(config.log_format);
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,7 +54,7 @@ async fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.http.listen;
-    let listener = uts_aggregator::http::server::bind(listen, config.http.listen_backlog)
+    let listener = uts_aggregator::http::serve::bind(listen, config.http.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     uts_aggregator::run(config, listener, uts_aggregator::shutdown::signal()).await?;
     Ok(())
@@ -143,26 +141,6 @@ async fn consume(args: uts_aggregator::tools::consume::ConsumeArgs) -> anyhow::R
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Log lines are formatted on the thread that logs but written to stdout by a background
-/// thread, so an access line per request never waits on the terminal or a pipe (measured: the
-/// synchronous write cost single-event ingest ~15%). Past 128k unwritten lines, lines are
-/// dropped rather than slowing requests. The guard flushes what is left when `main` returns.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    guard
 }
 
 /// mimalloc instead of glibc malloc: glibc kept returning freed request buffers to the kernel

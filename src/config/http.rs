@@ -133,7 +133,7 @@ impl HttpArgs {
             ("max-page-bytes", self.max_page_bytes),
             ("max-inflight-read-mib", self.max_inflight_read_mib),
         ])?;
-        let one_read = crate::http::stream_read_reservation(self.max_body_bytes);
+        let one_read = crate::read::follow::read_reservation(self.max_body_bytes);
         if self.max_stream_mib.saturating_mul(1024 * 1024) < one_read {
             return Err(ConfigError::StreamBudgetTooSmall {
                 budget_mib: self.max_stream_mib,
@@ -204,8 +204,8 @@ impl HttpArgs {
         Ok(tokens)
     }
 
-    pub fn serve_limits(&self) -> crate::http::server::ServeLimits {
-        crate::http::server::ServeLimits {
+    pub fn serve_limits(&self) -> crate::http::serve::ServeLimits {
+        crate::http::serve::ServeLimits {
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
             write_timeout: Duration::from_secs(self.write_timeout_secs.max(1)),

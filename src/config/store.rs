@@ -29,7 +29,7 @@ pub struct StoreArgs {
 
     /// `process`: an acknowledged event survives a crash of the service (kill -9).
     /// `power`: it also survives power loss (fsync on every commit; slower).
-    #[arg(long, env = "AGG_DURABILITY", value_enum, default_value_t = Durability::Process)]
+    #[arg(long, env = "AGG_DURABILITY", default_value = "process", value_parser = durability_parser())]
     pub durability: Durability,
 
     /// SQLite page cache of all partition writers together, in MiB (split evenly). Bigger
@@ -99,4 +99,12 @@ impl StoreArgs {
     pub fn default_partitions() -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
     }
+}
+
+/// `--durability`: one of the store's names for it (clap lists them in `--help`).
+fn durability_parser() -> impl clap::builder::TypedValueParser<Value = Durability> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Durability::NAMES).map(|name| {
+        Durability::from_name(&name).expect("the parser only lets the possible values through")
+    })
 }

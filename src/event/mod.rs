@@ -29,22 +29,17 @@ const PRE_SCAN_DEPTH_LIMIT: usize = 100;
 
 /// One validated event. `payload` keeps the publisher's JSON text, so it is stored and
 /// returned losslessly without being re-serialised.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// 1..=255 bytes of UTF-8.
-    #[schema(min_length = 1, max_length = 255, example = "orders")]
     pub topic: String,
     /// 1..=255 bytes; the identity of an event is the pair (`topic`, `event_id`).
-    #[schema(min_length = 1, max_length = 255, example = "e-1")]
     pub event_id: String,
     /// An RFC 3339 date-time, kept as sent.
-    #[schema(format = DateTime, example = "2025-10-24T00:00:00Z")]
     pub timestamp: String,
     /// 0..=255 bytes.
-    #[schema(max_length = 255, example = "checkout")]
     pub source: String,
     /// Any JSON object, nested at most 64 levels; stored and returned as sent.
-    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
 }
 
@@ -61,7 +56,7 @@ impl Event {
 }
 
 /// One schema violation: which event (by index in the request) and which field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub index: usize,
     pub field: &'static str,

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::event::{FieldError, RequestError};
 use crate::ingest::IngestError;
+use crate::read::ReadError;
+use crate::store::StoreError;
 
 /// The most bytes a request's head (request line, headers, blank line) may take.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -141,6 +143,7 @@ pub struct ErrorBody {
     pub error: String,
     /// 422 only: each bad event by its index in the request, and the field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<super::schemas::FieldErrorSchema>>)]
     pub details: Option<Vec<FieldError>>,
     /// 503 "storage unavailable" only: whether events of other partitions of the request
     /// were committed (a retry reports those as duplicates).
@@ -189,6 +192,28 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// A store read that failed: a damaged row is a 500; anything else (a lost partition file, a
+/// database that cannot be opened or reached) is the store being unavailable: 503 +
+/// `Retry-After`, as for publishes. The cause goes to the log.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "read failed");
+        match e {
+            StoreError::CorruptPayload { .. } => Self::Internal,
+            _ => Self::ReadUnavailable,
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Store(e) => e.into(),
+            ReadError::CursorAhead { last } => Self::CursorAhead { last },
+        }
     }
 }
 

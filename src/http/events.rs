@@ -1,9 +1,6 @@
-//! `GET /events`: pages of stored events with a `Link: <...>; rel="next"` header.
-//!
-//! With `topic`, events come in ascending `seq` and `after` is a seq. Without it, events come
-//! partition by partition, each ordered by (`topic`, `seq`), and `after` is an opaque cursor
-//! `<partition>.<seq>.<hex of topic>` taken from the previous page's `Link`. Either way,
-//! walking the pages returns every stored event exactly once.
+//! `GET /events`: pages of stored events with a `Link: <...>; rel="next"` header, and the long
+//! poll (`wait=`). The handler parses and authorises; pages and waits are `read::page` and
+//! `read::long_poll`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,102 +12,17 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
-use super::{AppState, query, read_failed};
+use super::{AppState, query};
 use crate::budget::Charge;
 use crate::ingest::partition_of;
-use crate::store::{PageLimit, StoredEvent};
+use crate::read::long_poll::wait_for_event;
+use crate::read::page::{self, Bounds, PageCursor};
+use crate::store::StoredEvent;
 
 /// Default and maximum page size.
 pub const MAX_PAGE: usize = 10_000;
 /// Longest long poll (`wait=`), in seconds.
 const MAX_WAIT_SECS: u64 = 30;
-
-/// `after` with a topic: a seq, 0 when absent.
-fn parse_seq(raw: Option<&str>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(0),
-        Some(raw) => raw.parse::<i64>().ok().filter(|&s| s >= 0).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "after must be a seq (a number >= 0), got {}",
-                super::query::shown(raw)
-            ))
-        }),
-    }
-}
-
-/// Long poll: returns `true` once `topic` has an event after `after`; `false` when `wait` has
-/// passed or shutdown began with none (the caller answers `[]` without reading again). Only
-/// commits of `topic` wake it (see `ingest::TopicWait`), so idle polls of a quiet topic cost
-/// a busy topic on the same partition nothing.
-async fn wait_for_event(
-    state: &AppState,
-    topic: &str,
-    after: i64,
-    wait: Duration,
-) -> Result<bool, ApiError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let partition = partition_of(topic, state.store.partitions());
-    let mut commits = state.ingest.partitions()[partition].topic_commits(topic);
-    let probe = PageLimit {
-        max_events: 1,
-        max_bytes: 1,
-    };
-    let mut first = true;
-    loop {
-        commits.mark_seen();
-        let found = state
-            .store
-            .topic_page(partition, topic, after, probe)
-            .await
-            .map_err(read_failed)?;
-        if !found.is_empty() {
-            return Ok(true);
-        }
-        // Only a poll that would wait can be waiting for a cursor from the future.
-        if std::mem::take(&mut first) {
-            check_not_ahead(state, partition, topic, after).await?;
-        }
-        tokio::select! {
-            () = commits.changed() => {}
-            () = tokio::time::sleep_until(deadline) => return Ok(false),
-            () = state.shutdown_begun() => return Ok(false),
-        }
-    }
-}
-
-/// Guarantee 9: `after` on `topic` must not be past the topic's last `seq` (a reader resuming
-/// against a restored backup would otherwise wait forever for events it already has). Read
-/// only where a page came back empty or a wait or stream begins, so a valid cursor costs
-/// nothing on the common path.
-pub(super) async fn check_not_ahead(
-    state: &AppState,
-    partition: usize,
-    topic: &str,
-    after: i64,
-) -> Result<(), ApiError> {
-    if after == 0 {
-        return Ok(());
-    }
-    let last = state
-        .store
-        .last_seq(partition, topic)
-        .await
-        .map_err(read_failed)?;
-    if after > last {
-        return Err(ApiError::CursorAhead {
-            last: last.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Position after the last event of a page, across all topics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Cursor {
-    partition: usize,
-    topic: String,
-    seq: i64,
-}
 
 /// Read stored events
 ///
@@ -121,7 +33,7 @@ struct Cursor {
     params(super::params::EventsQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "A page of events", body = Vec<StoredEvent>,
+        (status = 200, description = "A page of events", body = Vec<super::schemas::StoredEventSchema>,
             headers(("Link" = String, description = "`</events?...>; rel=\"next\"` while more events follow"))),
         (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
@@ -135,8 +47,19 @@ pub(super) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
-    let mut params = query::parse(raw.as_deref(), &["topic", "after", "limit", "wait"])?;
-    let max_events = parse_limit(params.get("limit").map(String::as_str))?;
+    let params = query::parse(raw.as_deref(), &["topic", "after", "limit", "wait"])?;
+    let max_events = query::limit(params.get("limit").map(String::as_str), MAX_PAGE)?;
+    let topic = match params.get("topic") {
+        Some(topic) if topic.is_empty() => {
+            return Err(ApiError::BadRequest("topic must not be empty".into()));
+        }
+        topic => topic,
+    };
+    let seq_after = || {
+        params
+            .get("after")
+            .map_or(Ok(0), |raw| query::seq(raw, "after"))
+    };
     if let Some(raw) = params.get("wait") {
         let wait = raw
             .parse::<u64>()
@@ -144,53 +67,52 @@ pub(super) async fn list(
             .filter(|w| *w <= MAX_WAIT_SECS)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "wait must be whole seconds from 0 to {MAX_WAIT_SECS}, got {raw:?}"
+                    "wait must be whole seconds from 0 to {MAX_WAIT_SECS}, got {}",
+                    query::shown(raw)
                 ))
             })?;
-        let topic = params
-            .get("topic")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::BadRequest("wait needs a topic (a long poll follows one topic)".into())
-            })?;
-        let after = parse_seq(params.get("after").map(String::as_str))?;
+        let topic = topic.ok_or_else(|| {
+            ApiError::BadRequest("wait needs a topic (a long poll follows one topic)".into())
+        })?;
+        let after = seq_after()?;
         // A reader slot for the wait (Guarantee 7): past --max-readers, 503 at once.
         let _reader = state.readers.enter()?;
+        let partition = partition_of(topic, state.store.partitions());
         // Waits before taking any read budget, so idle long polls hold no page memory.
-        if !wait_for_event(&state, topic, after, Duration::from_secs(wait)).await? {
+        let found = wait_for_event(
+            state.store.as_ref(),
+            &state.ingest.partitions()[partition],
+            partition,
+            topic,
+            after,
+            Duration::from_secs(wait),
+            state.shutdown_signal(),
+        )
+        .await?;
+        if !found {
             return Ok(charged_json(b"[]".to_vec(), state.read_budget.empty()));
         }
     }
-    let limit = PageLimit {
-        max_events: max_events + 1,
+    let bounds = Bounds {
+        max_events,
         max_bytes: state.limits.max_page_bytes,
     };
     // Held until the response is written: bounds the memory of all pages in flight.
+    let reservation = page::reservation(state.limits.max_page_bytes, state.limits.max_body_bytes);
     let mut charge = state
         .read_budget
-        .charge(read_reservation(&state), state.limits.enqueue_timeout)
+        .charge(reservation, state.limits.enqueue_timeout)
         .await
         .map_err(|_| ApiError::ReadsBusy)?;
-    let (events, next) = match params.remove("topic") {
+    let (events, next): (Vec<StoredEvent>, _) = match topic {
         Some(topic) => {
-            if topic.is_empty() {
-                return Err(ApiError::BadRequest("topic must not be empty".into()));
-            }
-            let after = parse_seq(params.get("after").map(String::as_str))?;
-            let partition = partition_of(&topic, state.store.partitions());
-            let mut events = state
-                .store
-                .topic_page(partition, &topic, after, limit)
-                .await
-                .map_err(read_failed)?;
-            if events.is_empty() {
-                check_not_ahead(&state, partition, &topic, after).await?;
-            }
-            let more = trim_page(&mut events, max_events, limit.max_bytes);
-            let next = more.then(|| {
-                let last = events.last().map_or(after, |e| e.seq);
+            let after = seq_after()?;
+            let partition = partition_of(topic, state.store.partitions());
+            let (events, next) =
+                page::topic_page(state.store.as_ref(), partition, topic, after, bounds).await?;
+            let next = next.map(|last| {
                 vec![
-                    ("topic", topic),
+                    ("topic", topic.clone()),
                     ("after", last.to_string()),
                     ("limit", max_events.to_string()),
                 ]
@@ -200,7 +122,14 @@ pub(super) async fn list(
         None => {
             let after = params
                 .get("after")
-                .map(|raw| Cursor::parse(raw))
+                .map(|raw| {
+                    PageCursor::parse(raw).ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "after is not a cursor from a Link header: {}",
+                            query::shown(raw)
+                        ))
+                    })
+                })
                 .transpose()?;
             if after
                 .as_ref()
@@ -210,28 +139,15 @@ pub(super) async fn list(
                     "after names a partition that does not exist".into(),
                 ));
             }
-            let mut rows = all_topics_page(&state, after.clone(), limit)
-                .await
-                .map_err(read_failed)?;
-            if rows.is_empty()
-                && let Some(cursor) = &after
-            {
-                check_not_ahead(&state, cursor.partition, &cursor.topic, cursor.seq).await?;
-            }
-            let more = trim_page(&mut rows, max_events, limit.max_bytes);
-            let next = more.then(|| {
-                let (partition, last) = rows.last().expect("a page that continues holds events");
-                let cursor = Cursor {
-                    partition: *partition,
-                    topic: last.topic.clone(),
-                    seq: last.seq,
-                };
+            let (events, next) =
+                page::all_topics_page(state.store.as_ref(), after.as_ref(), bounds).await?;
+            let next = next.map(|cursor| {
                 vec![
                     ("after", cursor.encode()),
                     ("limit", max_events.to_string()),
                 ]
             });
-            (rows.into_iter().map(|(_, e)| e).collect(), next)
+            (events, next)
         }
     };
 
@@ -246,42 +162,6 @@ pub(super) async fn list(
         response.headers_mut().insert(header::LINK, value);
     }
     Ok(response)
-}
-
-/// Memory one page may take before it is serialised: the rows (up to the byte bound plus
-/// one event that did not fit, which is at most a body's size) and their JSON.
-fn read_reservation(state: &AppState) -> usize {
-    2 * (state.limits.max_page_bytes + state.limits.max_body_bytes)
-}
-
-/// Cuts a page fetched with room for `max_events + 1` events (see [`PageLimit`]) to what the
-/// client gets, and says whether more events may follow: the extra event exists, or the byte
-/// bound ended the page (its last event, which crossed the bound, is left for the next page
-/// unless it is the only one).
-fn trim_page<T: AsPageEvent>(page: &mut Vec<T>, max_events: usize, max_bytes: usize) -> bool {
-    let bytes: usize = page.iter().map(|e| e.event().json_bytes()).sum();
-    let more = page.len() > max_events || bytes >= max_bytes;
-    if page.len() > max_events || (bytes > max_bytes && page.len() > 1) {
-        page.pop();
-    }
-    more
-}
-
-/// A page row: an event, alone or tagged with its partition.
-trait AsPageEvent {
-    fn event(&self) -> &StoredEvent;
-}
-
-impl AsPageEvent for StoredEvent {
-    fn event(&self) -> &StoredEvent {
-        self
-    }
-}
-
-impl AsPageEvent for (usize, StoredEvent) {
-    fn event(&self) -> &StoredEvent {
-        &self.1
-    }
 }
 
 /// A JSON response whose memory stays charged on the read budget until hyper has taken the
@@ -309,108 +189,4 @@ fn charged_json(body: Vec<u8>, charge: Charge) -> Response {
         Body::from_stream(chunk.chain(release)),
     )
         .into_response()
-}
-
-fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
-    let Some(raw) = raw else { return Ok(MAX_PAGE) };
-    raw.parse::<usize>()
-        .ok()
-        .filter(|l| (1..=MAX_PAGE).contains(l))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "limit must be a number from 1 to {MAX_PAGE}, got {raw:?}"
-            ))
-        })
-}
-
-/// Events across partitions after `after`, tagged with their partition, fetched with the
-/// same rule as one partition's page: up to `limit.max_events`, ending with the event that
-/// reaches `limit.max_bytes`.
-async fn all_topics_page(
-    state: &AppState,
-    after: Option<Cursor>,
-    limit: PageLimit,
-) -> Result<Vec<(usize, StoredEvent)>, crate::store::StoreError> {
-    let start = after.as_ref().map_or(0, |c| c.partition);
-    let mut rows = Vec::new();
-    let mut bytes = 0;
-    for partition in start..state.store.partitions() {
-        if rows.len() >= limit.max_events || bytes >= limit.max_bytes {
-            break;
-        }
-        let position = after
-            .as_ref()
-            .filter(|c| c.partition == partition)
-            .map(|c| (c.topic.as_str(), c.seq));
-        let room = PageLimit {
-            max_events: limit.max_events - rows.len(),
-            max_bytes: limit.max_bytes - bytes,
-        };
-        let page = state.store.page(partition, position, room).await?;
-        bytes += page.iter().map(StoredEvent::json_bytes).sum::<usize>();
-        rows.extend(page.into_iter().map(|e| (partition, e)));
-    }
-    Ok(rows)
-}
-
-impl Cursor {
-    fn encode(&self) -> String {
-        let hex: String = self.topic.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("{}.{}.{hex}", self.partition, self.seq)
-    }
-
-    fn parse(raw: &str) -> Result<Self, ApiError> {
-        let bad =
-            || ApiError::BadRequest(format!("after is not a cursor from a Link header: {raw:?}"));
-        let mut parts = raw.splitn(3, '.');
-        let partition = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let seq = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-        let hex = parts.next().ok_or_else(bad)?;
-        if hex.len() % 2 != 0 {
-            return Err(bad());
-        }
-        let bytes = (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(bad)?;
-        let topic = String::from_utf8(bytes).map_err(|_| bad())?;
-        Ok(Self {
-            partition,
-            topic,
-            seq,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips_any_topic() {
-        for topic in ["orders", "a.b.c", "", "ünï cødé / ?&="] {
-            let cursor = Cursor {
-                partition: 3,
-                topic: topic.into(),
-                seq: 42,
-            };
-            assert_eq!(Cursor::parse(&cursor.encode()).unwrap(), cursor);
-        }
-        for bad in ["", "1", "1.2", "x.2.61", "1.2.6", "1.2.zz", "1.2.ff"] {
-            assert!(Cursor::parse(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
-
-    #[test]
-    fn limit_must_be_1_to_max() {
-        assert_eq!(parse_limit(None).unwrap(), MAX_PAGE);
-        assert_eq!(parse_limit(Some("5")).unwrap(), 5);
-        for bad in ["0", "10001", "-1", "ten"] {
-            assert!(parse_limit(Some(bad)).is_err());
-        }
-    }
 }

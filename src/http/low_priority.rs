@@ -10,23 +10,24 @@
 //! connection's task on the main runtime.
 
 use std::future::Future;
-use std::sync::OnceLock;
 
 use thread_priority::ThreadPriority;
 
 /// Blocking threads (SQLite reads) of the low-priority runtime; more reads queue.
 const BLOCKING_THREADS: usize = 2;
 
-/// Runs `task` on the process's low-priority runtime (started on first use, shared by every
-/// service in the process, kept until the process exits). If it cannot be started, the task
-/// runs on the caller's runtime at normal priority, and that is logged once.
-pub(crate) fn spawn<F>(task: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
+/// A service's low-priority runtime: started with the service, shut down when it is dropped
+/// (its tasks are dropped with it; their threads exit in the background).
+#[derive(Debug)]
+pub(crate) struct LowPriority {
+    /// `None` when it could not be started: tasks then run on the caller's runtime at normal
+    /// priority (logged at start).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl LowPriority {
+    pub(crate) fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("uts-low-priority")
             .worker_threads(1)
             .max_blocking_threads(BLOCKING_THREADS)
@@ -36,11 +37,28 @@ where
             .inspect_err(|e| {
                 tracing::warn!(error = %e, "cannot start the low-priority runtime; streams run at normal priority");
             })
-            .ok()
-    });
-    match runtime {
-        Some(runtime) => drop(runtime.spawn(task)),
-        None => drop(tokio::spawn(task)),
+            .ok();
+        Self { runtime }
+    }
+
+    /// Runs `task` on the low-priority runtime (or the caller's, see [`LowPriority::runtime`]).
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
+    }
+}
+
+impl Drop for LowPriority {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context forbids; this does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -83,7 +101,8 @@ mod tests {
             fields[16].parse::<i32>().unwrap() * 100 + fields[38].parse::<i32>().unwrap()
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        spawn(async move {
+        let runtime = LowPriority::start();
+        runtime.spawn(async move {
             tx.send(nice_and_policy_of_this_thread()).unwrap();
         });
         assert_eq!(rx.recv().unwrap(), 19 * 100 + 3, "nice 19, SCHED_BATCH");

@@ -2,7 +2,6 @@
 
 mod auth;
 pub use auth::{ApiToken, Scope, Secret};
-mod conn_io;
 pub mod error;
 mod events;
 mod health;
@@ -12,12 +11,13 @@ mod params;
 mod publish;
 mod query;
 mod readers;
-pub mod server;
+#[cfg(test)]
+mod router_tests;
+mod schemas;
+pub mod serve;
 mod stats;
 mod stream;
-mod stream_cursor;
 mod topics;
-mod unread_body;
 
 use std::sync::Arc;
 
@@ -33,15 +33,16 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::budget::MemoryBudget;
 use crate::disk::DiskGuard;
 use crate::ingest::Ingest;
-use crate::metrics::Metrics;
 use crate::stats::{ServiceStats, Snapshot};
 use crate::store::Store;
+use crate::telemetry::Metrics;
 use error::ApiError;
+use low_priority::LowPriority;
 use readers::ReaderSlots;
+use tokio_util::sync::CancellationToken;
 
 pub use events::MAX_PAGE;
 pub(crate) use publish::PARSE_BYTES_PER_BODY_BYTE;
-pub use stream::read_reservation as stream_read_reservation;
 
 /// Request limits enforced before anything is enqueued.
 #[derive(Debug, Clone, Copy)]
@@ -97,9 +98,12 @@ pub struct AppState {
     pub readers: ReaderSlots,
     /// Memory of all stream frames being read, built, queued or written (`--max-stream-mib`).
     pub stream_budget: MemoryBudget,
-    /// Set once when shutdown begins; publishes then get 503 and `/readyz` goes red.
-    /// True once shutdown began; long-lived responses (streams, long polls) watch it.
-    shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Cancelled once when shutdown begins: publishes then get 503, `/readyz` goes red, and
+    /// long-lived responses (streams, long polls) end.
+    shutting_down: CancellationToken,
+    /// The runtime stream subscribers run on, below publishing's priority; shut down with
+    /// this state.
+    low_priority: LowPriority,
     /// The SQLite data dir's disk and its low-space guard (`None` on PostgreSQL).
     pub disk: Option<Arc<DiskGuard>>,
 }
@@ -125,25 +129,24 @@ impl AppState {
             limits,
             api_tokens,
             metrics,
-            shutting_down: tokio::sync::watch::channel(false).0,
+            shutting_down: CancellationToken::new(),
+            low_priority: LowPriority::start(),
             disk,
         }
     }
 
     pub fn begin_shutdown(&self) {
-        self.shutting_down.send_replace(true);
+        self.shutting_down.cancel();
         self.ingest.close();
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        *self.shutting_down.borrow()
+        self.shutting_down.is_cancelled()
     }
 
-    /// Completes once shutdown begins.
-    pub(crate) async fn shutdown_begun(&self) {
-        let mut signal = self.shutting_down.subscribe();
-        // The sender lives as long as this state, which the caller borrows.
-        let _ = signal.wait_for(|begun| *begun).await;
+    /// Cancelled once shutdown begins: what streams and long polls watch.
+    pub(crate) fn shutdown_signal(&self) -> CancellationToken {
+        self.shutting_down.clone()
     }
 
     /// The service's numbers now, as `/readyz` needs them (no store read).
@@ -161,14 +164,9 @@ impl AppState {
 
     /// The numbers for `/stats` and `/metrics`: first takes in the store's shared totals, if
     /// it has any (PostgreSQL: other replicas commit too), so they show every replica's
-    /// lifetime totals. A failed read keeps the last known numbers (and is logged): a scrape
-    /// must still show that the store is down.
+    /// lifetime totals (see `read::totals`).
     async fn snapshot_with_shared_totals(self: &Arc<Self>) -> Snapshot {
-        match self.store.shared_totals().await {
-            Ok(Some(shared)) => self.ingest.publish_shared_totals(&shared),
-            Ok(None) => {}
-            Err(_) => tracing::warn!("lifetime totals not refreshed from the store"),
-        }
+        crate::read::totals::refresh_shared_totals(self.store.as_ref(), &self.ingest).await;
         self.snapshot()
     }
 
@@ -181,17 +179,6 @@ impl AppState {
             Err(e) => tracing::warn!(error = %e, "stored events not read from the store"),
         }
         snapshot
-    }
-}
-
-/// A store read that failed: a damaged row is a 500; anything else (a lost partition file, a
-/// database that cannot be opened or reached) is the store being unavailable: 503 +
-/// `Retry-After`, as for publishes. The cause goes to the log.
-fn read_failed(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "read failed");
-    match e {
-        crate::store::StoreError::CorruptPayload { .. } => ApiError::Internal,
-        _ => ApiError::ReadUnavailable,
     }
 }
 
@@ -226,7 +213,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Every route's path, as [`routes`] lists them: the request metrics' route labels (a
 /// `&'static str` each, so no label is ever allocated per request).
-const ROUTE_PATHS: [&str; 12] = [
+pub const ROUTE_PATHS: [&str; 12] = [
     "/publish",
     "/events",
     "/events/stream",

@@ -162,6 +162,11 @@ pub(super) mod tests {
         }
     }
 
+    /// The whole document as JSON.
+    pub(in crate::http) fn document_json() -> serde_json::Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
     /// The paths the document names, for the router's test that every route is in it.
     pub(in crate::http) fn documented_paths() -> Vec<String> {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();

@@ -5,16 +5,16 @@
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::event::Event;
+use super::schemas::EventSchema;
 
 /// The body of `POST /publish`: one event, or an array of 1 to max-events-per-request
 /// (default 1000) events.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)] // A schema only: the handler parses the body itself.
 pub(super) enum PublishBody {
-    One(Event),
-    Many(Vec<Event>),
+    One(EventSchema),
+    Many(Vec<EventSchema>),
 }
 
 /// The query of `GET /events`; unknown parameters are refused (400).

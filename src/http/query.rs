@@ -43,6 +43,30 @@ fn decode(raw: &str, what: &str) -> Result<String, ApiError> {
         })
 }
 
+/// A `seq` parameter named `what` (`after` on a topic): a number >= 0.
+pub(super) fn seq(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{what} must be a seq (a number >= 0), got {}",
+            shown(raw)
+        ))
+    })
+}
+
+/// A page size (`limit`): a number from 1 to `max`, `max` when absent.
+pub(super) fn limit(raw: Option<&str>, max: usize) -> Result<usize, ApiError> {
+    let Some(raw) = raw else { return Ok(max) };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|l| (1..=max).contains(l))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "limit must be a number from 1 to {max}, got {}",
+                shown(raw)
+            ))
+        })
+}
+
 /// A client's value quoted in an error, cut to 64 characters: a 40 KB `Last-Event-ID` is not
 /// echoed whole.
 pub(super) fn shown(raw: &str) -> String {
@@ -56,6 +80,20 @@ pub(super) fn shown(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_must_be_1_to_max_and_seq_a_number_from_0() {
+        assert_eq!(limit(None, 10_000).unwrap(), 10_000);
+        assert_eq!(limit(Some("5"), 10_000).unwrap(), 5);
+        for bad in ["0", "10001", "-1", "ten"] {
+            assert!(limit(Some(bad), 10_000).is_err(), "{bad:?}");
+        }
+        assert_eq!(seq("0", "after").unwrap(), 0);
+        assert_eq!(seq("42", "after").unwrap(), 42);
+        for bad in ["-1", "x", "", "1.5"] {
+            assert!(seq(bad, "after").is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn known_parameters_are_decoded() {

@@ -8,16 +8,19 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
+use super::AppState;
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
 use super::topics::MAX_TOPICS_PAGE;
-use super::{AppState, read_failed};
-use crate::store::Totals;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct StatsBody {
-    #[serde(flatten)]
-    totals: Totals,
+    /// Events received in accepted publishes (lifetime).
+    received: u64,
+    /// Events stored for the first time (lifetime).
+    unique_processed: u64,
+    /// Events dropped as duplicates (lifetime).
+    duplicate_dropped: u64,
     rejected: u64,
     /// The first topics in byte order, at most `MAX_TOPICS_PAGE`.
     topics: Vec<String>,
@@ -58,12 +61,8 @@ pub(super) async fn stats(
     headers: HeaderMap,
 ) -> Result<Json<StatsBody>, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
-    let topics = state
-        .store
-        .topics_page(None, MAX_TOPICS_PAGE)
-        .await
-        .map_err(read_failed)?;
-    let topic_count = state.store.topic_count().await.map_err(read_failed)?;
+    let topics = state.store.topics_page(None, MAX_TOPICS_PAGE).await?;
+    let topic_count = state.store.topic_count().await?;
     let snapshot = state.snapshot_with_shared_totals().await;
     let partitions = snapshot
         .partitions
@@ -80,7 +79,9 @@ pub(super) async fn stats(
         })
         .collect();
     Ok(Json(StatsBody {
-        totals: snapshot.totals,
+        received: snapshot.totals.received,
+        unique_processed: snapshot.totals.unique_processed,
+        duplicate_dropped: snapshot.totals.duplicate_dropped,
         rejected: snapshot.rejected,
         topics_truncated: topic_count > topics.len() as u64,
         topic_count,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{Scope, authorize};
 use super::error::ApiError;
-use super::{AppState, query, read_failed};
+use super::{AppState, query};
 
 /// Default and maximum topics per page.
 pub(super) const MAX_TOPICS_PAGE: usize = 1000;
@@ -23,7 +23,7 @@ pub(super) const MAX_TOPICS_PAGE: usize = 1000;
     params(super::params::TopicsQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "A page of topics", body = Vec<crate::store::TopicInfo>,
+        (status = 200, description = "A page of topics", body = Vec<super::schemas::TopicInfoSchema>,
             headers(("Link" = String, description = "`</topics?...>; rel=\"next\"` while more topics follow"))),
         (status = 400, description = "An unknown or malformed query parameter", body = super::error::ErrorBody),
         (status = 401, description = "Missing or unknown token", body = super::error::ErrorBody),
@@ -37,23 +37,11 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     authorize(&state.api_tokens, &headers, Scope::Read)?;
     let params = query::parse(raw.as_deref(), &["after", "limit"])?;
-    let limit = match params.get("limit") {
-        None => MAX_TOPICS_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_TOPICS_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a number from 1 to {MAX_TOPICS_PAGE}, got {raw:?}"
-                ))
-            })?,
-    };
+    let limit = query::limit(params.get("limit").map(String::as_str), MAX_TOPICS_PAGE)?;
     let mut topics = state
         .store
         .topics_page(params.get("after").map(String::as_str), limit + 1)
-        .await
-        .map_err(read_failed)?;
+        .await?;
     let more = topics.len() > limit;
     topics.truncate(limit);
     let next = match (more, topics.last()) {

@@ -31,9 +31,9 @@ use tokio::task::JoinHandle;
 
 use crate::budget::Charge;
 use crate::event::Event;
-use crate::metrics::Metrics;
 use crate::stats::{ServiceStats, Snapshot};
 use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
 use partition::{CommitFailed, Job, QueuedBytes};
 use worker::{PartitionWorker, WorkerSettings};
 
@@ -57,7 +57,7 @@ pub struct IngestSettings {
 }
 
 /// The result of an accepted publish: every event committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PublishOutcome {
     pub received: usize,
     pub unique_processed: usize,

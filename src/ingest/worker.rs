@@ -17,15 +17,14 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout_at};
 
-use super::batch::Batch;
+use super::batch::{Batch, gather};
 use super::partition::{CommitFailed, CommitMark, Job, JobOutcome, PartitionHandle, mark_commit};
 use super::wakers::TopicWakers;
 use crate::dedup::DedupCache;
-use crate::metrics::PartitionMetrics;
 use crate::stats::PartitionStats;
 use crate::store::{CommitBatch, PartitionWriter, Store, StoreError};
+use crate::telemetry::PartitionMetrics;
 
 /// How often an idle worker checks its store (see [`PartitionWorker::check`]).
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -151,6 +150,7 @@ impl PartitionWorker {
                         &mut batch,
                         first,
                         self.settings.batch_linger,
+                        |job| job.events.len(),
                     )
                     .await;
                     if !self.commit(jobs).await {
@@ -266,36 +266,6 @@ impl PartitionWorker {
                 tracing::error!(partition = self.id, error = %e, "cannot reopen the store; partition stopped, readiness is red");
                 false
             }
-        }
-    }
-}
-
-/// Gathers jobs after `first` until the batch holds `batch_max_events` or, once the queue is
-/// momentarily empty, `linger` has passed since the first job.
-async fn gather(
-    queue: &mut mpsc::Receiver<Job>,
-    batch: &mut Batch<Job>,
-    first: Job,
-    linger: Duration,
-) -> Vec<Job> {
-    let deadline = Instant::now() + linger;
-    let first_len = first.events.len();
-    if let Some(full) = batch.push(first, first_len) {
-        return full;
-    }
-    loop {
-        let next = match queue.try_recv() {
-            Ok(job) => Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                timeout_at(deadline, queue.recv()).await.ok().flatten()
-            }
-        };
-        let Some(job) = next else { return batch.take() };
-        let len = job.events.len();
-        if let Some(full) = batch.push(job, len) {
-            return full;
         }
     }
 }

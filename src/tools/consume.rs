@@ -12,6 +12,8 @@ use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::sse;
+
 /// Settings of `uts-aggregator consume`.
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeArgs {
@@ -255,12 +257,11 @@ impl Consumer {
             return Err(Fatal(format!("{status}: {body}{hint}")).into());
         }
         anyhow::ensure!(status.is_success(), "the service answered {status}");
-        let mut text = String::new();
+        let mut parser = sse::Parser::new();
         while let Some(chunk) = response.chunk().await? {
-            text.push_str(std::str::from_utf8(&chunk).context("the stream is not UTF-8")?);
-            while let Some(end) = text.find("\n\n") {
-                let message: String = text.drain(..end + 2).collect();
-                self.message(&message)?;
+            parser.push(&chunk);
+            while let Some(message) = parser.next_message()? {
+                self.message(message)?;
                 if count.is_some_and(|n| self.summary.events >= n) {
                     return Ok(());
                 }
@@ -270,16 +271,11 @@ impl Consumer {
     }
 
     /// One SSE message: records its id, checks and prints its event; comments are skipped.
-    fn message(&mut self, message: &str) -> anyhow::Result<()> {
-        let mut data = None;
-        for line in message.lines() {
-            if let Some(id) = line.strip_prefix("id: ") {
-                self.summary.last_id = id.to_string();
-            } else if let Some(value) = line.strip_prefix("data: ") {
-                data = Some(value);
-            }
+    fn message(&mut self, message: sse::Message<'_>) -> anyhow::Result<()> {
+        if let Some(id) = message.id {
+            self.summary.last_id = id.to_string();
         }
-        let Some(data) = data else {
+        let Some(data) = message.data else {
             return Ok(());
         };
         let event: serde_json::Value =

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::eventually::eventually;
 use crate::support::process::BinaryApp;
 use crate::support::workload::{Acked, check_after_restart, spawn_publishers};
 
@@ -28,9 +29,13 @@ async fn a_backup_taken_under_load_serves_every_event_acknowledged_before_it() {
     let app = BinaryApp::start(&data_dir);
     let (acked, sent) = (Acked::default(), Acked::default());
     let publishers = spawn_publishers(std::slice::from_ref(&app.address), 3, 0, &acked, &sent);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let before: HashSet<(String, String)> = acked.lock().unwrap().clone();
-    assert!(before.len() > 100, "{} acknowledged", before.len());
+    // The backup starts once the publishers have some history behind them.
+    let before: HashSet<(String, String)> =
+        eventually("100 events acknowledged", Duration::from_secs(60), || {
+            let acked = acked.lock().unwrap();
+            std::future::ready((acked.len() > 100).then(|| acked.clone()))
+        })
+        .await;
     let out = dir.path().join("copy");
     let copy_dir = out.clone();
     let output = tokio::task::spawn_blocking(move || backup(&data_dir, &copy_dir))

@@ -8,6 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::app::TestApp;
+use crate::support::eventually::eventually;
 use crate::support::process::BinaryApp;
 
 fn binary() -> Command {
@@ -125,8 +126,8 @@ async fn publish_with_duration_alone_runs_for_the_duration() {
     assert!(text.contains("check            OK"), "{text}");
 }
 
-#[test]
-fn publish_stops_at_its_deadline_against_a_server_that_went_away() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_stops_at_its_deadline_against_a_server_that_went_away() {
     // A port that accepted once (for the /stats check) is gone: every publish is refused.
     let dir = tempfile::tempdir().unwrap();
     let service = BinaryApp::start(dir.path());
@@ -145,10 +146,14 @@ fn publish_stops_at_its_deadline_against_a_server_that_went_away() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The service goes once the publisher is past its start check and publishing.
+    received_some(&url).await;
     drop(service);
     let started = Instant::now();
-    let output = publisher.wait_with_output().unwrap();
+    let output = tokio::task::spawn_blocking(move || publisher.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
@@ -176,7 +181,8 @@ async fn publish_ends_promptly_on_sigterm_with_a_partial_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // SIGTERM once it is publishing, so the report has something in it.
+    received_some(&app.address).await;
     let started = Instant::now();
     kill(Pid::from_raw(publisher.id() as i32), Signal::SIGTERM).unwrap();
     let output = tokio::task::spawn_blocking(move || publisher.wait_with_output())
@@ -218,4 +224,25 @@ async fn publish_sends_ndjson_and_compressed_bodies_with_exact_counts() {
             "{format}/{compress}: {text}"
         );
     }
+}
+
+/// Waits until the service at `url` has received an event.
+async fn received_some(url: &str) {
+    let client = reqwest::Client::new();
+    eventually(
+        "the publisher publishing",
+        Duration::from_secs(60),
+        || async {
+            let stats: serde_json::Value = client
+                .get(format!("{url}/stats"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (stats["received"].as_u64()? > 0).then_some(())
+        },
+    )
+    .await;
 }

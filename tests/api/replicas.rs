@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use uts_aggregator::store::Location;
 
 use crate::support::app::{TestApp, event};
+use crate::support::eventually::eventually;
 use crate::support::pg;
 use crate::support::process::{BinaryApp, start_fails};
 use crate::support::workload::publish_overlapping;
@@ -148,18 +149,15 @@ async fn a_replica_killed_with_sigkill_mid_load_loses_nothing() {
     let sent: Acked = Arc::default();
     let addresses = [victim.address.clone(), survivor.address.clone()];
     let publishers = spawn_publishers(&addresses, 4, 0, &acked, &sent);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    acknowledged_beyond(&acked, 100).await;
     victim.signal(Signal::SIGKILL);
     let status = tokio::task::spawn_blocking(move || victim.wait(Duration::from_secs(10)))
         .await
         .unwrap();
     assert!(status.code().is_none(), "killed by the signal");
+    // The surviving replica keeps acknowledging.
     let at_kill = acked.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        acked.lock().unwrap().len() > at_kill,
-        "the surviving replica kept acknowledging"
-    );
+    acknowledged_beyond(&acked, at_kill).await;
     survivor.signal(Signal::SIGTERM);
     let status = tokio::task::spawn_blocking(move || survivor.wait(Duration::from_secs(30)))
         .await
@@ -196,7 +194,7 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     let acked: Acked = Arc::default();
     let sent: Acked = Arc::default();
     let publishers = spawn_publishers(std::slice::from_ref(&app.address), 3, 0, &acked, &sent);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    acknowledged_beyond(&acked, 100).await;
     server = tokio::task::spawn_blocking(move || {
         server.stop();
         server
@@ -205,32 +203,27 @@ async fn postgres_restarted_mid_load_loses_nothing_and_recovers() {
     .unwrap();
     let at_stop = acked.lock().unwrap().len();
     assert!(at_stop > 0, "publishes were acknowledged before the stop");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        app.get("/readyz").await.status(),
-        503,
-        "not ready while PostgreSQL is down"
-    );
+    eventually(
+        "not ready while PostgreSQL is down",
+        Duration::from_secs(60),
+        || async { (app.get("/readyz").await.status() == 503).then_some(()) },
+    )
+    .await;
     server = tokio::task::spawn_blocking(move || {
         server.run().expect("restart postgres");
         server
     })
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while app.get("/readyz").await.status() != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "ready again after PostgreSQL is back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "ready again after PostgreSQL is back",
+        Duration::from_secs(60),
+        || async { (app.get("/readyz").await.status() == 200).then_some(()) },
+    )
+    .await;
+    // Publishes are acknowledged again after the restart.
     let at_restart = acked.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        acked.lock().unwrap().len() > at_restart,
-        "publishes are acknowledged again after the restart"
-    );
+    acknowledged_beyond(&acked, at_restart).await;
     app.stop().await;
     for p in publishers {
         p.await.unwrap();
@@ -461,4 +454,14 @@ async fn a_pg_dump_restored_into_a_fresh_database_serves_the_same_store() {
         .collect();
     let (unique, duplicate) = restored.publish_ok(&Value::Array(again)).await;
     assert_eq!((unique, duplicate), (0, 200), "the dedup keys came along");
+}
+
+/// Waits until more than `count` events are acknowledged.
+async fn acknowledged_beyond(acked: &Acked, count: usize) {
+    eventually(
+        &format!("more than {count} events acknowledged"),
+        Duration::from_secs(60),
+        || std::future::ready((acked.lock().unwrap().len() > count).then_some(())),
+    )
+    .await;
 }

@@ -3,13 +3,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use uts_aggregator::sse;
 
 use crate::support::app::{TestApp, event};
+use crate::support::eventually::{eventually, metric};
 
 /// An open stream, read message by message.
 struct Stream {
     response: reqwest::Response,
-    text: String,
+    parser: sse::Parser,
 }
 
 /// One SSE message: its `id` and `data`, an `id` alone (the start of a stream of every topic),
@@ -34,7 +36,7 @@ impl Stream {
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Self {
             response,
-            text: String::new(),
+            parser: sse::Parser::new(),
         }
     }
 
@@ -42,32 +44,28 @@ impl Stream {
     async fn next(&mut self, limit: Duration) -> Option<Message> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(end) = self.text.find("\n\n") {
-                let block: String = self.text.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(comment) = line.strip_prefix(':') {
-                        return Some(Message::Comment(comment.trim().to_string()));
-                    }
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.to_string());
-                    }
-                    if let Some(v) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(v).unwrap());
-                    }
-                }
-                let id = id.expect("an id line");
-                return Some(match data {
-                    Some(data) => Message::Event { id, data },
-                    None => Message::Start(id),
+            if let Some(message) = self.parser.next_message().unwrap() {
+                return Some(match message {
+                    sse::Message {
+                        comment: Some(comment),
+                        ..
+                    } => Message::Comment(comment.to_string()),
+                    sse::Message {
+                        id: Some(id),
+                        data: Some(data),
+                        ..
+                    } => Message::Event {
+                        id: id.to_string(),
+                        data: serde_json::from_str(data).unwrap(),
+                    },
+                    sse::Message { id: Some(id), .. } => Message::Start(id.to_string()),
+                    other => panic!("a message without an id: {other:?}"),
                 });
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
                 .ok()?;
-            self.text
-                .push_str(std::str::from_utf8(&chunk.unwrap()?).unwrap());
+            self.parser.push(&chunk.unwrap()?);
         }
     }
 
@@ -277,7 +275,6 @@ async fn shutdown_ends_open_streams() {
 
 /// Returns once `app` holds `count` readers (streams and long polls), by its metrics.
 async fn waiting_readers(app: &TestApp, count: usize) {
-    use crate::support::eventually::{eventually, metric};
     eventually("readers in place", Duration::from_secs(30), || async {
         let text = app.get("/metrics").await.text().await.ok()?;
         (metric(&text, "aggregator_readers")? >= count as f64).then_some(())
@@ -437,7 +434,24 @@ async fn consume_resumes_across_a_kill_9_and_sees_every_seq_once() {
     let one = consume(&service.address, &["--topic", "follow", "--count", "150"]);
     let every = consume(&service.address, &["--count", "300"]);
     publish(service.address.clone(), 50..100).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed while both consumers are connected, so each must resume.
+    let metrics_url = format!("{}/metrics", service.address);
+    eventually(
+        "both consumers connected",
+        Duration::from_secs(60),
+        || async {
+            let text = client
+                .get(&metrics_url)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (metric(&text, "aggregator_stream_subscribers")? >= 2.0).then_some(())
+        },
+    )
+    .await;
     service.signal(nix::sys::signal::Signal::SIGKILL);
     drop(service);
     let service = start();

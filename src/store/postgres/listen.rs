@@ -16,7 +16,7 @@ use crate::store::CommitListener;
 const CHANNEL: &str = "uts_aggregator_commits";
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until aborted.
+/// Runs until dropped.
 pub(super) async fn commits(location: PgLocation, partitions: usize, on_commit: CommitListener) {
     loop {
         let result = match location.tls.connector() {

@@ -351,17 +351,18 @@ impl Store for PgStore {
     fn listen_commits(
         &self,
         on_commit: crate::store::CommitListener,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        Some(tokio::spawn(listen::commits(
+    ) -> Option<crate::store::BackgroundTask> {
+        Some(Box::pin(listen::commits(
             self.location.clone(),
             self.partitions,
             on_commit,
         )))
     }
 
-    fn maintain(&self) -> Option<tokio::task::JoinHandle<()>> {
-        self.retention
-            .map(|r| retention::spawn(self.shared.clone(), self.partitions, r))
+    fn maintain(&self) -> Option<crate::store::BackgroundTask> {
+        self.retention.map(|r| -> crate::store::BackgroundTask {
+            Box::pin(retention::run(self.shared.clone(), self.partitions, r))
+        })
     }
 
     async fn stored(&self) -> Result<Option<Stored>, StoreError> {

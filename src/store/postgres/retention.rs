@@ -19,8 +19,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
-
 use super::{Shared, pg_int};
 use crate::retention::{
     Horizons, MARK_EVERY, MIN_STEP_EVENTS, Progress, Retention, next_step_events, pause_after,
@@ -79,16 +77,8 @@ struct Partition {
     step_events: i64,
 }
 
-/// Runs retention on every partition until aborted (a replica's shutdown).
-pub(super) fn spawn(
-    shared: Arc<Shared>,
-    partitions: usize,
-    retention: Retention,
-) -> JoinHandle<()> {
-    tokio::spawn(run(shared, partitions, retention))
-}
-
-async fn run(shared: Arc<Shared>, partitions: usize, retention: Retention) {
+/// Runs retention on every partition until dropped (a replica's shutdown).
+pub(super) async fn run(shared: Arc<Shared>, partitions: usize, retention: Retention) {
     let mut state: Vec<Partition> = (0..partitions)
         .map(|_| Partition {
             next_step: Instant::now(),

@@ -26,9 +26,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conn_io::{GuardedIo, Pressure};
 use super::error::ApiError;
-use super::unread_body;
+use error_body::ErrorBodies;
+use write_timeout::{Pressure, WriteTimeout};
+
+mod error_body;
+mod unread_body;
+mod write_timeout;
 
 /// Largest read buffer of one connection. hyper's default (~400 KB) let every connection
 /// buffer most of a large body before its handler ran; bodies are read in chunks anyway.
@@ -49,7 +53,7 @@ pub struct ServeLimits {
     /// Time a client has to send a request's headers, on a new or a kept-alive connection;
     /// also how long a connection past the cap waits for a slot.
     pub header_read_timeout: Duration,
-    /// Time a blocked response write may wait for the client to read (see `conn_io`).
+    /// Time a blocked response write may wait for the client to read (see `write_timeout`).
     pub write_timeout: Duration,
 }
 
@@ -137,6 +141,20 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// The socket as hyper sees it: hyper's empty error replies get JSON bodies, and every write
+/// (those bodies too) is under the write timeout.
+fn guarded(
+    stream: TcpStream,
+    limits: ServeLimits,
+    pressure: Pressure,
+) -> TokioIo<ErrorBodies<WriteTimeout<TcpStream>>> {
+    TokioIo::new(ErrorBodies::new(WriteTimeout::new(
+        stream,
+        limits.write_timeout,
+        pressure,
+    )))
+}
+
 fn connection_builder(limits: ServeLimits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
@@ -154,7 +172,7 @@ async fn serve_connection(
     watcher: Watcher,
     slot: OwnedSemaphorePermit,
 ) {
-    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout, pressure));
+    let io = guarded(stream, limits, pressure);
     let served = AtomicUsize::new(0);
     let counted = hyper::service::service_fn(move |request| {
         let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS_PER_CONNECTION;
@@ -182,7 +200,7 @@ async fn serve_connection(
 /// Answers every request of a connection that found no free slot with 503 + `Retry-After`,
 /// then closes it.
 async fn answer_busy(stream: TcpStream, limits: ServeLimits, pressure: Pressure) {
-    let io = TokioIo::new(GuardedIo::new(stream, limits.write_timeout, pressure));
+    let io = guarded(stream, limits, pressure);
     let busy = hyper::service::service_fn(|_request| async {
         Ok::<_, std::convert::Infallible>(
             ApiError::TooManyConnections.into_response().map(Body::new),

@@ -1,45 +1,20 @@
-//! The socket of one connection as hyper sees it, with two guards hyper does not have:
-//!
-//! - **Write timeout.** A client that stops reading makes every write wait forever, so its
-//!   connection slot and its response body stay held (clients pipelining requests they never
-//!   read locked everyone out). Once a write has to wait, the client must take at least
-//!   [`MIN_PROGRESS_BYTES`] within the write timeout or the connection is closed. A client
-//!   reading a trickle (1 byte per second) is therefore cut off as surely as a silent one.
-//!   While other connections wait for a slot, a write that blocks gets only
-//!   [`PRESSURE_WRITE_TIMEOUT`]: a client that does not read yields its slot to one that
-//!   is waiting.
-//! - **JSON bodies for hyper's own errors.** hyper answers a request it cannot parse (bad
-//!   request line, too many or too large headers, URL too long) itself, with an empty body and
-//!   before any handler runs. Those answers are recognised on their way out (the only
-//!   responses without a `content-type`, status 400/414/431, `content-length: 0`) and given a
-//!   JSON body like every other error.
+//! JSON bodies for hyper's own errors. hyper answers a request it cannot parse (bad request
+//! line, too many or too large headers, URL too long) itself, with an empty body and before
+//! any handler runs. Those answers are recognised on their way out (the only responses without
+//! a `content-type`, status 400/414/431, `content-length: 0`) and given a JSON body like every
+//! other error. This depends on the shape of hyper's output; the tests below and
+//! `tests/api/bad_input.rs` pin it.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
-/// Bytes a blocked client must take within the write timeout to keep its connection.
-pub(crate) const MIN_PROGRESS_BYTES: usize = 16 * 1024;
-
-/// The write timeout while connections are waiting for a slot (if shorter).
-pub(crate) const PRESSURE_WRITE_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// How many accepted connections are waiting for a slot; shared by every connection.
-pub(crate) type Pressure = std::sync::Arc<std::sync::atomic::AtomicUsize>;
-
-/// A connection's socket with the write timeout and the error-body rewrite.
+/// A connection's writer that replaces hyper's empty error replies with JSON ones.
 #[derive(Debug)]
-pub(crate) struct GuardedIo<T> {
+pub(crate) struct ErrorBodies<T> {
     inner: T,
-    write_timeout: Duration,
-    pressure: Pressure,
-    /// Armed when a write had to wait; fires unless the client took enough bytes since.
-    stall: Option<(Pin<Box<Sleep>>, usize)>,
     /// The JSON version of one of hyper's error replies, being written in place of the
     /// original (`written` bytes of it so far), and the original's length to report.
     rewrite: Option<Rewrite>,
@@ -52,85 +27,39 @@ struct Rewrite {
     original_len: usize,
 }
 
-impl<T> GuardedIo<T> {
-    pub(crate) fn new(inner: T, write_timeout: Duration, pressure: Pressure) -> Self {
+impl<T> ErrorBodies<T> {
+    pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
-            write_timeout,
-            pressure,
-            stall: None,
             rewrite: None,
         }
     }
 }
 
-impl<T: AsyncWrite + Unpin> GuardedIo<T> {
-    /// Counts progress after a write; on a blocked write, checks the stall timer.
-    fn after_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        result: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match result {
-            Poll::Ready(Ok(n)) => {
-                if let Some((_, progress)) = &mut self.stall {
-                    *progress += n;
-                    if *progress >= MIN_PROGRESS_BYTES {
-                        self.stall = None;
-                    }
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let waiting = self.pressure.load(std::sync::atomic::Ordering::Relaxed) > 0;
-                let timeout = if waiting {
-                    self.write_timeout.min(PRESSURE_WRITE_TIMEOUT)
-                } else {
-                    self.write_timeout
-                };
-                let (sleep, _) = self.stall.get_or_insert_with(|| {
-                    (
-                        Box::pin(tokio::time::sleep_until(Instant::now() + timeout)),
-                        0,
-                    )
-                });
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client did not read the response within the write timeout",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
+impl<T: AsyncWrite + Unpin> ErrorBodies<T> {
     /// Writes the rest of a rewritten error reply; `Ready(Ok(original length))` when done.
     fn poll_rewrite(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Self { inner, rewrite } = self;
         loop {
-            let Some(rewrite) = &self.rewrite else {
+            let Some(current) = rewrite else {
                 unreachable!("only called while a rewrite is in progress")
             };
-            if rewrite.written == rewrite.bytes.len() {
-                let original_len = rewrite.original_len;
-                self.rewrite = None;
+            if current.written == current.bytes.len() {
+                let original_len = current.original_len;
+                *rewrite = None;
                 return Poll::Ready(Ok(original_len));
             }
-            let remaining = rewrite.bytes[rewrite.written..].to_vec();
-            let result = Pin::new(&mut self.inner).poll_write(cx, &remaining);
-            let n = ready!(self.after_write(cx, result))?;
+            let n =
+                ready!(Pin::new(&mut *inner).poll_write(cx, &current.bytes[current.written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            if let Some(rewrite) = &mut self.rewrite {
-                rewrite.written += n;
-            }
+            current.written += n;
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for ErrorBodies<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -140,7 +69,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -159,8 +88,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         if this.rewrite.is_some() {
             return this.poll_rewrite(cx);
         }
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.after_write(cx, result)
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -169,20 +97,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.rewrite.is_some()
-            || bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .is_some_and(|b| json_error_reply(b).is_some())
-        {
-            let first = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map_or(&[][..], |b| &b[..]);
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if this.rewrite.is_some() || first.is_some_and(|b| json_error_reply(b).is_some()) {
+            let first = first.map_or(&[][..], |b| &b[..]);
             return Pin::new(this).poll_write(cx, first);
         }
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.after_write(cx, result)
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
