@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use uts_aggregator::cli::{Cli, Command};
-use uts_aggregator::config::Config;
+use uts_aggregator::config::{Config, LogFormat};
 
 /// Errors end the process with one line (a log line for `serve`, `error: ...` on stderr for the
 /// tools) and exit code 1; no backtrace.
@@ -42,7 +42,8 @@ async fn main() -> ExitCode {
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
-    let _log_writer = uts_aggregator::telemetry::logging::init(config.log_format);
+    let _log_writer =
+        uts_aggregator::telemetry::logging::init(config.log_format == LogFormat::Json);
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

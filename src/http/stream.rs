@@ -17,7 +17,8 @@ use super::error::ApiError;
 use super::{AppState, query};
 use crate::ingest::partition_of;
 use crate::read::cursor::parse_cursor;
-use crate::read::follow::{BUFFERED_FRAMES, FeedSettings, Follow, Subscriber, feed};
+use crate::read::follow::{BUFFERED_FRAMES, FeedSettings, Subscriber, feed};
+use crate::read::target::Follow;
 use crate::read::{check_not_ahead, positions_not_ahead};
 
 /// Open a live stream of one topic's events, or of every topic's

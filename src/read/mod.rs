@@ -5,7 +5,8 @@
 //! - [`page`]: pages of a topic or of every topic, bounded in events and bytes, and the
 //!   all-topics page cursor.
 //! - [`long_poll`]: waiting for a topic's next event (`wait=`).
-//! - [`follow`]: a stream subscriber's task (reads, frames, the hand-over to its connection).
+//! - [`follow`]: a stream subscriber's task (reads, frames, the hand-over to its connection);
+//!   [`target`]: what it follows and how a page becomes its frame.
 //! - [`cursor`]: the stream-of-every-topic cursor (one position per partition).
 //! - [`totals`]: taking in the store's shared lifetime totals (PostgreSQL replicas).
 //!
@@ -16,6 +17,7 @@ pub(crate) mod cursor;
 pub(crate) mod follow;
 pub(crate) mod long_poll;
 pub(crate) mod page;
+pub(crate) mod target;
 pub(crate) mod totals;
 
 use crate::store::{Store, StoreError};
