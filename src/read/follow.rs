@@ -324,6 +324,68 @@ mod tests {
         );
     }
 
+    /// A quiet stream gets `: keep-alive` every keep-alive interval, and its first event as soon
+    /// as it is committed (a real SQLite store; its reads run on the blocking pool, during
+    /// which the paused clock does not advance).
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_gets_a_keep_alive_each_interval_then_the_event() {
+        use crate::config::Config;
+        use crate::ingest::Ingest;
+        use crate::telemetry::Metrics;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_defaults();
+        config.store.data_dir = dir.path().to_path_buf();
+        config.store.partitions = Some(1);
+        let store = crate::store::open(&config.store.open_options())
+            .await
+            .unwrap();
+        let metrics = Metrics::new(&[]);
+        let (ingest, _workers) = Ingest::start(&store, &config.ingest.settings(), &metrics)
+            .await
+            .unwrap();
+        let keep_alive = Duration::from_secs(15);
+        let subscriber = Subscriber::new(
+            Follow::Topic {
+                topic: "quiet".into(),
+                partition: 0,
+                after: 0,
+            },
+            store.clone(),
+            ingest.partitions(),
+            MemoryBudget::new(1 << 20),
+            FeedSettings {
+                write_timeout: Duration::from_secs(600),
+                keep_alive,
+                max_body_bytes: 1 << 16,
+            },
+            metrics.streams.clone(),
+            CancellationToken::new(),
+        );
+        let (frames, mut connection) = mpsc::channel(BUFFERED_FRAMES);
+        tokio::spawn(feed(subscriber, frames));
+        let started = tokio::time::Instant::now();
+        for n in 1..=2 {
+            let frame = connection.recv().await.unwrap();
+            assert_eq!(&frame[..], sse::KEEP_ALIVE);
+            assert_eq!(started.elapsed(), keep_alive * n, "keep-alive {n}");
+        }
+        let events = crate::event::parse_publish_body(
+            br#"{"topic":"quiet","event_id":"e-1","timestamp":"2025-10-24T00:00:00Z","source":"t","payload":{}}"#,
+            10,
+        )
+        .unwrap();
+        // The commit runs on the partition's writer thread, which the paused clock does not
+        // wait for: real time from here.
+        tokio::time::resume();
+        let budget = MemoryBudget::new(1 << 20);
+        ingest.submit(events, budget.empty()).await.unwrap();
+        let frame = connection.recv().await.unwrap();
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("id: 1\ndata: {"), "{text}");
+        assert!(started.elapsed() < keep_alive * 3);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_gone_is_closed_at_once() {
         let (frames, connection) = mpsc::channel(BUFFERED_FRAMES);
