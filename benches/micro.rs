@@ -46,26 +46,26 @@ fn partition_hash(c: &mut Criterion) {
 fn cache(c: &mut Criterion) {
     let mut group = c.benchmark_group("dedup_cache");
     let ids: Vec<String> = (0..100_000).map(|i| format!("event-{i}")).collect();
-    let mut full = DedupCache::new(200_000);
+    let mut full = DedupCache::new(200_000, None);
     for id in &ids {
-        full.insert("topic-1", id);
+        full.insert("topic-1", id, 0);
     }
     group.throughput(Throughput::Elements(1));
     let mut i = 0;
     group.bench_function("contains (hit)", |b| {
         b.iter(|| {
             i = (i + 7919) % ids.len();
-            full.contains("topic-1", &ids[i])
+            full.contains("topic-1", &ids[i], 0)
         })
     });
     group.bench_function("contains (miss)", |b| {
-        b.iter(|| full.contains("topic-1", "absent-id"))
+        b.iter(|| full.contains("topic-1", "absent-id", 0))
     });
-    let mut rotating = DedupCache::new(10_000);
+    let mut rotating = DedupCache::new(10_000, None);
     group.bench_function("insert (with rotation)", |b| {
         b.iter(|| {
             i = (i + 1) % ids.len();
-            rotating.insert("topic-1", &ids[i])
+            rotating.insert("topic-1", &ids[i], 0)
         })
     });
     group.finish();

@@ -136,7 +136,7 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let metrics = telemetry::Metrics::new(&http::ROUTE_PATHS);
-    let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics).await?;
+    let (ingest, workers) = Ingest::start(&store, &config.ingest_settings(), &metrics).await?;
     // The SQLite store's disk (PostgreSQL minds its own).
     let disk = match config.store.location {
         store::Location::Sqlite if config.store.min_free_disk_mib > 0 => Some(Arc::new(

@@ -51,6 +51,8 @@ impl IngestArgs {
             batch_max_events: self.batch_max_events,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             cache_keys_total: self.cache_keys,
+            // Set from the store's settings by `Config::ingest_settings`.
+            dedup_window: None,
             when_full: WhenFull::Reject {
                 after: Duration::from_millis(self.enqueue_timeout_ms),
             },

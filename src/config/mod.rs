@@ -140,6 +140,18 @@ impl Config {
         Ok(())
     }
 
+    /// The ingest settings, with the store's dedup window the front caches honour.
+    pub fn ingest_settings(&self) -> crate::ingest::IngestSettings {
+        let mut settings = self.ingest.settings();
+        settings.dedup_window = self
+            .store
+            .retention()
+            .ok()
+            .flatten()
+            .and_then(|r| r.forget_after);
+        settings
+    }
+
     pub fn http_limits(&self) -> HttpLimits {
         let http = &self.http;
         HttpLimits {

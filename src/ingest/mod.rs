@@ -53,6 +53,8 @@ pub struct IngestSettings {
     pub batch_linger: Duration,
     /// The front caches' keys in total, split evenly across the partitions.
     pub cache_keys_total: usize,
+    /// The store's dedup window (`--dedup-window`), which the front caches honour.
+    pub dedup_window: Option<Duration>,
     pub when_full: WhenFull,
 }
 
@@ -109,6 +111,7 @@ impl Ingest {
             cache_keys: settings
                 .cache_keys_total
                 .div_ceil(store.partitions().max(1)),
+            dedup_window: settings.dedup_window,
             store: store.clone(),
             drain: drain_rx,
         };

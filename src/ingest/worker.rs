@@ -36,6 +36,8 @@ pub(super) struct WorkerSettings {
     pub(super) batch_max_events: usize,
     pub(super) batch_linger: Duration,
     pub(super) cache_keys: usize,
+    /// The store's `--dedup-window`: the front cache holds no key longer.
+    pub(super) dedup_window: Option<Duration>,
     /// To reopen the writer after a panic lost it.
     pub(super) store: Arc<dyn Store>,
     /// Flips to true when the service shuts down.
@@ -119,7 +121,7 @@ impl PartitionWorker {
             id,
             queue,
             writer,
-            cache: DedupCache::new(settings.cache_keys),
+            cache: DedupCache::new(settings.cache_keys, settings.dedup_window),
             settings,
             stats,
             metrics,
@@ -178,7 +180,7 @@ impl PartitionWorker {
     /// batch's requests see a dropped reply and answer 503 (nothing of it was committed: its
     /// transaction died with it), and the worker must [`recover`](Self::recover).
     async fn commit(&mut self, jobs: Vec<Job>) -> bool {
-        let (batch, slots) = plan_batch(&mut self.cache, &jobs);
+        let (batch, slots) = plan_batch(&mut self.cache, &jobs, crate::clock::now_ms());
         self.metrics
             .batch_size
             .record(jobs.iter().map(|j| j.events.len()).sum::<usize>() as f64);
@@ -258,7 +260,7 @@ impl PartitionWorker {
         match self.settings.store.open_writer(self.id).await {
             Ok(writer) => {
                 self.writer = writer;
-                self.cache = DedupCache::new(self.settings.cache_keys);
+                self.cache = DedupCache::new(self.settings.cache_keys, self.settings.dedup_window);
                 self.stats.publish_totals(self.writer.totals());
                 true
             }
@@ -275,7 +277,7 @@ impl PartitionWorker {
 type Slots = Vec<Option<usize>>;
 
 /// The store's part of a batch: every event the front cache does not know.
-fn plan_batch(cache: &mut DedupCache, jobs: &[Job]) -> (CommitBatch, Slots) {
+fn plan_batch(cache: &mut DedupCache, jobs: &[Job], now_ms: i64) -> (CommitBatch, Slots) {
     let mut batch = CommitBatch::default();
     let mut slots = Vec::new();
     let mut candidates = 0;
@@ -283,7 +285,7 @@ fn plan_batch(cache: &mut DedupCache, jobs: &[Job]) -> (CommitBatch, Slots) {
         let known: Vec<bool> = job
             .events
             .iter()
-            .map(|e| cache.contains(&e.topic, &e.event_id))
+            .map(|e| cache.contains(&e.topic, &e.event_id, now_ms))
             .collect();
         for &is_known in &known {
             slots.push((!is_known).then(|| {
@@ -305,9 +307,13 @@ fn settle(
     inserted: &[bool],
     jobs: &[Job],
 ) -> Vec<JobOutcome> {
-    // Every candidate is now stored (new or not), so all are duplicates from here on.
-    for event in batch.candidates() {
-        cache.insert(&event.topic, &event.event_id);
+    // Every candidate is now stored (new or not), so all are duplicates from here on. With a
+    // dedup window only first commits enter, stamped now (see `dedup`).
+    let now_ms = crate::clock::now_ms();
+    for (event, new) in batch.candidates().into_iter().zip(inserted) {
+        if *new || !cache.has_window() {
+            cache.insert(&event.topic, &event.event_id, now_ms);
+        }
     }
     let mut slots = slots.iter();
     jobs.iter()

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::app::{Backend, TestApp, event, on_every_store};
+use crate::support::eventually::eventually;
 use crate::support::process::start_fails;
 
 async fn json(app: &TestApp, path: &str) -> Value {
@@ -131,6 +132,40 @@ on_every_store! {
         let page = json(&app, "/events?topic=w").await;
         assert_eq!(page[0]["event_id"], "e-0");
         assert_eq!(page[0]["seq"], 4, "accepted again with a new seq");
+    }
+
+    /// With the front cache on (the default): a re-send is a duplicate within the window and is
+    /// stored anew after it, never earlier (the cache held keys the store had forgotten: on a
+    /// quiet service a re-send stayed a "duplicate" forever).
+    async fn the_front_cache_honours_the_dedup_window(backend: Backend) {
+        const WINDOW: Duration = Duration::from_secs(2);
+        let app = TestApp::builder()
+            .backend(backend)
+            .config(|c| {
+                c.store.retention = Some(Duration::from_secs(1));
+                c.store.dedup_window = Some(WINDOW);
+            })
+            .spawn()
+            .await;
+        let first_sent = Instant::now();
+        assert_eq!(app.publish_ok(&events("cw", 0..1)).await, (1, 0));
+        assert_eq!(app.publish_ok(&events("cw", 0..1)).await, (0, 1), "a duplicate at once");
+        let stored_anew = eventually(
+            "a re-send after the window is stored anew",
+            Duration::from_secs(60),
+            || async {
+                let (unique, _) = app.publish_ok(&events("cw", 0..1)).await;
+                (unique == 1).then(Instant::now)
+            },
+        )
+        .await;
+        // The first commit came after `first_sent` and the re-send was decided before its
+        // reply: so this is at least the time between the commit and that decision.
+        assert!(
+            stored_anew - first_sent >= WINDOW,
+            "stored anew {:?} after the first publish, before the {WINDOW:?} window",
+            stored_anew - first_sent
+        );
     }
 }
 
