@@ -55,6 +55,8 @@ pub mod sse;
 pub(crate) mod stats;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 pub mod tools;
 
 use std::future::Future;

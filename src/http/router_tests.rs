@@ -11,31 +11,17 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{ApiToken, AppState, ROUTE_PATHS, router};
-use crate::config::Config;
-use crate::ingest::{Ingest, Workers};
-use crate::telemetry::Metrics;
+use super::{ApiToken, AppState, router};
 
 /// A router on a fresh store, with its workers running.
 struct App {
     router: Router,
-    _workers: Workers,
-    _dir: tempfile::TempDir,
+    _keep: crate::testkit::Keep,
 }
 
 async fn app(token_lines: &[&str]) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::from_defaults();
-    config.store.data_dir = dir.path().to_path_buf();
-    config.store.partitions = Some(2);
-    config.ingest.batch_linger_ms = 0;
-    let store = crate::store::open(&config.store.open_options())
-        .await
-        .unwrap();
-    let metrics = Metrics::new(&ROUTE_PATHS);
-    let (ingest, workers) = Ingest::start(&store, &config.ingest.settings(), &metrics)
-        .await
-        .unwrap();
+    let kit = crate::testkit::start(2, |c| c.ingest.batch_linger_ms = 0).await;
+    let (config, store, ingest, metrics, keep) = kit.into_parts();
     let tokens = token_lines
         .iter()
         .map(|line| ApiToken::parse_line(line).unwrap())
@@ -51,8 +37,7 @@ async fn app(token_lines: &[&str]) -> App {
     );
     App {
         router: router(Arc::new(state)),
-        _workers: workers,
-        _dir: dir,
+        _keep: keep,
     }
 }
 

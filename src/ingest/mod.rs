@@ -279,3 +279,75 @@ async fn join_workers(tasks: Vec<JoinHandle<()>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::MemoryBudget;
+
+    const ENQUEUE_TIMEOUT: Duration = Duration::from_millis(500);
+    const QUEUE: usize = 10;
+
+    fn events(topics: &[&str]) -> Vec<Event> {
+        let body: Vec<serde_json::Value> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, topic)| {
+                serde_json::json!({"topic": topic, "event_id": format!("e-{i}"),
+                    "timestamp": "2025-10-24T00:00:00Z", "source": "t", "payload": {}})
+            })
+            .collect();
+        crate::event::parse_publish_body(&serde_json::to_vec(&body).unwrap(), 100).unwrap()
+    }
+
+    /// Two topics on different partitions of a two-partition store.
+    fn two_topics() -> (&'static str, &'static str) {
+        let topics = ["a", "b", "c", "d", "e", "f"];
+        let first = topics[0];
+        let other = topics
+            .into_iter()
+            .find(|t| partition_of(t, 2) != partition_of(first, 2))
+            .expect("some topic lands on the other partition");
+        (first, other)
+    }
+
+    /// The enqueue timeout on the paused clock: a request that finds no queue room within it
+    /// is refused whole at exactly the timeout (the room it took elsewhere given back); one
+    /// whose room frees in time is accepted.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_queue_room_is_refused_whole_at_the_enqueue_timeout() {
+        let kit = crate::testkit::start(2, |c| {
+            c.ingest.queue_capacity = QUEUE;
+            c.ingest.enqueue_timeout_ms = ENQUEUE_TIMEOUT.as_millis() as u64;
+        })
+        .await;
+        let ingest = &kit.ingest;
+        let (full, free) = two_topics();
+        let (full_partition, free_partition) = (partition_of(full, 2), partition_of(free, 2));
+        let held = ingest.partitions[full_partition]
+            .capacity
+            .clone()
+            .acquire_many_owned(QUEUE as u32)
+            .await
+            .unwrap();
+        let budget = MemoryBudget::new(1 << 20);
+        let started = tokio::time::Instant::now();
+        let refused = ingest.submit(events(&[free, full]), budget.empty()).await;
+        assert_eq!(refused, Err(IngestError::Overloaded));
+        assert_eq!(started.elapsed(), ENQUEUE_TIMEOUT);
+        assert_eq!(
+            ingest.partitions[free_partition]
+                .capacity
+                .available_permits(),
+            QUEUE,
+            "the room taken on the other partition is given back"
+        );
+        // Room that frees within the timeout lets the request in.
+        tokio::spawn(async move {
+            tokio::time::sleep(ENQUEUE_TIMEOUT / 2).await;
+            drop(held);
+        });
+        let accepted = ingest.submit(events(&[free, full]), budget.empty()).await;
+        assert_eq!(accepted.map(|o| o.unique_processed), Ok(2));
+    }
+}

@@ -329,21 +329,8 @@ mod tests {
     /// which the paused clock does not advance).
     #[tokio::test(start_paused = true)]
     async fn a_quiet_stream_gets_a_keep_alive_each_interval_then_the_event() {
-        use crate::config::Config;
-        use crate::ingest::Ingest;
-        use crate::telemetry::Metrics;
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::from_defaults();
-        config.store.data_dir = dir.path().to_path_buf();
-        config.store.partitions = Some(1);
-        let store = crate::store::open(&config.store.open_options())
-            .await
-            .unwrap();
-        let metrics = Metrics::new(&[]);
-        let (ingest, _workers) = Ingest::start(&store, &config.ingest.settings(), &metrics)
-            .await
-            .unwrap();
+        let kit = crate::testkit::start(1, |_| {}).await;
+        let ingest = &kit.ingest;
         let keep_alive = Duration::from_secs(15);
         let subscriber = Subscriber::new(
             Follow::Topic {
@@ -351,7 +338,7 @@ mod tests {
                 partition: 0,
                 after: 0,
             },
-            store.clone(),
+            kit.store.clone(),
             ingest.partitions(),
             MemoryBudget::new(1 << 20),
             FeedSettings {
@@ -359,7 +346,7 @@ mod tests {
                 keep_alive,
                 max_body_bytes: 1 << 16,
             },
-            metrics.streams.clone(),
+            kit.metrics.streams.clone(),
             CancellationToken::new(),
         );
         let (frames, mut connection) = mpsc::channel(BUFFERED_FRAMES);
