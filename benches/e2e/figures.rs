@@ -36,10 +36,9 @@ impl Figures {
     }
 
     pub(crate) fn get(&self, row: &str, kind: Kept) -> Option<f64> {
-        self.0
-            .iter()
-            .find(|((r, k), _)| *r == row && *k == kind)
-            .map(|(_, v)| *v)
+        // The map is covariant in its keys: looked up with a row id of any lifetime.
+        let figures: &HashMap<(&str, Kept), f64> = &self.0;
+        figures.get(&(row, kind)).copied()
     }
 
     /// A row's own figure, if it ran.

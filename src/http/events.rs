@@ -16,8 +16,8 @@ use super::{AppState, query};
 use crate::budget::Charge;
 use crate::ingest::partition_of;
 use crate::read::long_poll::wait_for_event;
-use crate::read::page::{self, Bounds, PageCursor};
-use crate::store::StoredEvent;
+use crate::read::page::{self, PageCursor};
+use crate::store::{PageLimit, StoredEvent};
 
 /// Default and maximum page size.
 pub const MAX_PAGE: usize = 10_000;
@@ -93,7 +93,7 @@ pub(super) async fn list(
             return Ok(charged_json(b"[]".to_vec(), state.read_budget.empty()));
         }
     }
-    let bounds = Bounds {
+    let bounds = PageLimit {
         max_events,
         max_bytes: state.limits.max_page_bytes,
     };

@@ -10,43 +10,43 @@
 //! connection's task on the main runtime.
 
 use std::future::Future;
+use std::sync::OnceLock;
 
 use thread_priority::ThreadPriority;
 
 /// Blocking threads (SQLite reads) of the low-priority runtime; more reads queue.
 const BLOCKING_THREADS: usize = 2;
 
-/// A service's low-priority runtime: started with the service, shut down when it is dropped
-/// (its tasks are dropped with it; their threads exit in the background).
-#[derive(Debug)]
+/// A service's low-priority runtime: started at its first task (a service that never streams
+/// starts no thread), shut down when the service's state is dropped (its tasks are dropped
+/// with it; their threads exit in the background).
+#[derive(Debug, Default)]
 pub(crate) struct LowPriority {
-    /// `None` when it could not be started: tasks then run on the caller's runtime at normal
-    /// priority (logged at start).
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Set at the first task; `None` inside when it could not be started: tasks then run on
+    /// the caller's runtime at normal priority (logged once).
+    runtime: OnceLock<Option<tokio::runtime::Runtime>>,
 }
 
 impl LowPriority {
-    pub(crate) fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("uts-low-priority")
-            .worker_threads(1)
-            .max_blocking_threads(BLOCKING_THREADS)
-            .on_thread_start(lower_this_thread)
-            .enable_all()
-            .build()
-            .inspect_err(|e| {
-                tracing::warn!(error = %e, "cannot start the low-priority runtime; streams run at normal priority");
-            })
-            .ok();
-        Self { runtime }
-    }
-
     /// Runs `task` on the low-priority runtime (or the caller's, see [`LowPriority::runtime`]).
     pub(crate) fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match &self.runtime {
+        let runtime = self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("uts-low-priority")
+                .worker_threads(1)
+                .max_blocking_threads(BLOCKING_THREADS)
+                .on_thread_start(lower_this_thread)
+                .enable_all()
+                .build()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "cannot start the low-priority runtime; streams run at normal priority");
+                })
+                .ok()
+        });
+        match runtime {
             Some(runtime) => drop(runtime.spawn(task)),
             None => drop(tokio::spawn(task)),
         }
@@ -56,7 +56,7 @@ impl LowPriority {
 impl Drop for LowPriority {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which an async context forbids; this does not.
-        if let Some(runtime) = self.runtime.take() {
+        if let Some(runtime) = self.runtime.take().flatten() {
             runtime.shutdown_background();
         }
     }
@@ -101,7 +101,7 @@ mod tests {
             fields[16].parse::<i32>().unwrap() * 100 + fields[38].parse::<i32>().unwrap()
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        let runtime = LowPriority::start();
+        let runtime = LowPriority::default();
         runtime.spawn(async move {
             tx.send(nice_and_policy_of_this_thread()).unwrap();
         });

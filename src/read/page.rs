@@ -15,21 +15,12 @@ pub(crate) fn reservation(max_page_bytes: usize, max_body_bytes: usize) -> usize
     2 * (max_page_bytes + max_body_bytes)
 }
 
-/// A page's bounds: at most `max_events` events and about `max_bytes` of JSON (a page holds
-/// at least one event, however large).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bounds {
-    pub(crate) max_events: usize,
-    pub(crate) max_bytes: usize,
-}
-
-impl Bounds {
-    /// What to fetch: one event more than the page holds, to learn whether more follow.
-    fn fetch(self) -> PageLimit {
-        PageLimit {
-            max_events: self.max_events + 1,
-            max_bytes: self.max_bytes,
-        }
+/// What to fetch for a page of `bounds`: one event more than it holds, to learn whether more
+/// follow.
+fn fetch(bounds: PageLimit) -> PageLimit {
+    PageLimit {
+        max_events: bounds.max_events + 1,
+        ..bounds
     }
 }
 
@@ -40,10 +31,10 @@ pub(crate) async fn topic_page(
     partition: usize,
     topic: &str,
     after: i64,
-    bounds: Bounds,
+    bounds: PageLimit,
 ) -> Result<(Vec<StoredEvent>, Option<i64>), ReadError> {
     let mut events = store
-        .topic_page(partition, topic, after, bounds.fetch())
+        .topic_page(partition, topic, after, fetch(bounds))
         .await?;
     if events.is_empty() {
         check_not_ahead(store, partition, topic, after).await?;
@@ -58,9 +49,9 @@ pub(crate) async fn topic_page(
 pub(crate) async fn all_topics_page(
     store: &dyn Store,
     after: Option<&PageCursor>,
-    bounds: Bounds,
+    bounds: PageLimit,
 ) -> Result<(Vec<StoredEvent>, Option<PageCursor>), ReadError> {
-    let mut rows = fetch_across_partitions(store, after, bounds.fetch()).await?;
+    let mut rows = fetch_across_partitions(store, after, fetch(bounds)).await?;
     if rows.is_empty()
         && let Some(cursor) = after
     {
@@ -107,11 +98,11 @@ async fn fetch_across_partitions(
     Ok(rows)
 }
 
-/// Cuts a page fetched with room for one event more than `bounds` (see [`Bounds::fetch`]) to
+/// Cuts a page fetched with room for one event more than `bounds` (see [`fetch`]) to
 /// what the client gets, and says whether more events may follow: the extra event exists, or
 /// the byte bound ended the page (its last event, which crossed the bound, is left for the
 /// next page unless it is the only one).
-fn trim_page<T: AsPageEvent>(page: &mut Vec<T>, bounds: Bounds) -> bool {
+fn trim_page<T: AsPageEvent>(page: &mut Vec<T>, bounds: PageLimit) -> bool {
     let bytes: usize = page.iter().map(|e| e.event().json_bytes()).sum();
     let more = page.len() > bounds.max_events || bytes >= bounds.max_bytes;
     if page.len() > bounds.max_events || (bytes > bounds.max_bytes && page.len() > 1) {

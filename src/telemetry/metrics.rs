@@ -189,14 +189,10 @@ impl Metrics {
         self.publish_duration.record(elapsed.as_secs_f64());
     }
 
-    /// Counts one HTTP request by route (one of the fixed labels, or `other`; never the raw
-    /// path) and status.
-    pub fn record_request(&self, route: &'static str, status: u16) {
-        let row = self
-            .routes
-            .iter()
-            .position(|r| *r == route)
-            .unwrap_or(self.routes.len());
+    /// Counts one HTTP request by route (the index of its label among the fixed route labels;
+    /// any index past them is `other`; never the raw path) and status.
+    pub fn record_request(&self, route: usize, status: u16) {
+        let row = route.min(self.routes.len());
         let label = self.routes.get(row).copied().unwrap_or("other");
         let register = || {
             let labels = vec![
